@@ -1,0 +1,153 @@
+"""Turn whatever a user hands us (a path, bytes, an upload) into one kind of array: HxWx3 uint8 RGB.
+
+Photos arrive rotated by EXIF, as 16-bit scans, palettes with transparency, CMYK prints, truncated
+downloads or files that are not images at all. Every one of those either becomes a plain RGB array
+or an ``ImageError`` that names the file and says in one line what is wrong with it.
+"""
+import io
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pasm.errors import ImageError
+
+MAX_PIXELS = 40_000_000
+MAX_BYTES = 25 * 2**20
+
+# Decoders report damaged data with many exception types; all of them mean "corrupt file".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def read_image(source, name=None, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES):
+    """Decode ``source`` (path, bytes or binary file object) to an HxWx3 uint8 RGB array, upright."""
+    name = _display_name(source, name)
+    data = _read_bytes(source, name, max_bytes)
+    if not data:
+        raise ImageError(name, "empty file")
+    image = _open_checked(data, name, max_pixels)
+    return _to_rgb_array(image, name)
+
+
+def encode_png(array):
+    """PNG bytes of an HxW or HxWxC uint8 array, for downloads and st.image without temp files."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _display_name(source, name):
+    if name is not None:
+        return str(name)
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", None) or "image")
+
+
+def _read_bytes(source, name, max_bytes):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        data = _read_path(source, name, max_bytes)
+    elif hasattr(source, "read"):
+        data = _read_file_object(source, max_bytes)
+    else:
+        raise ImageError(name, f"cannot read an image from a {type(source).__name__}")
+    if len(data) > max_bytes:
+        raise ImageError(name, f"file too large ({_megabytes(len(data))} read, limit {_megabytes(max_bytes)})")
+    return data
+
+
+def _read_path(path, name, max_bytes):
+    if os.path.isdir(path):
+        raise ImageError(name, "is a directory, not an image file")
+    try:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ImageError(name, f"file too large ({_megabytes(size)}, limit {_megabytes(max_bytes)})")
+        with open(path, "rb") as f:
+            return f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ImageError(name, "no such file") from None
+    except OSError as e:
+        raise ImageError(name, f"cannot read file ({e.strerror or e})") from None
+
+
+def _read_file_object(f, max_bytes):
+    """Read from the start: an upload that was already read once (e.g. by a preview) is not empty."""
+    if getattr(f, "seekable", lambda: False)():
+        f.seek(0)
+    return f.read(max_bytes + 1)
+
+
+def _megabytes(n):
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _open_checked(data, name, max_pixels):
+    """Open, check the header's pixel count, then decode: a bomb is refused before it is decompressed.
+
+    PIL's own guard (``Image.MAX_IMAGE_PIXELS``) stays as it is; whatever it raises or warns
+    about here becomes an ImageError too, so both limits hold and PIL's global state is untouched.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            _check_pixels(image.size, name, max_pixels)
+            image.load()
+            return ImageOps.exif_transpose(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(name, f"too many pixels ({_one_line(e).rstrip('.')})") from None
+        except UnidentifiedImageError:
+            raise ImageError(name, "not an image (PIL cannot identify it)") from None
+        except _DECODE_ERRORS as e:
+            raise ImageError(name, f"truncated or corrupt image ({_one_line(e)})") from None
+
+
+def _check_pixels(size, name, max_pixels):
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(name, f"too many pixels ({width}x{height} = {width * height}, limit {max_pixels})")
+    if width == 0 or height == 0:
+        raise ImageError(name, f"image has no pixels ({width}x{height})")
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _to_rgb_array(image, name):
+    """Every PIL mode to RGB uint8: high bit depths rescaled, transparency composited over white."""
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        gray = _high_depth_to_uint8(np.asarray(image), image.mode)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return _composite_over_white(image.convert("RGBA"))
+    try:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except ValueError as e:
+        raise ImageError(name, f"unsupported colour mode {image.mode} ({_one_line(e)})") from None
+
+
+def _high_depth_to_uint8(values, mode):
+    """Scale 16-bit data by its full range (65535 -> 255); anything else by its own min..max."""
+    values = values.astype(np.float64)
+    if mode != "F" and values.min() >= 0 and values.max() <= 65535:
+        return np.round(values / 257.0).astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def _composite_over_white(rgba):
+    pixels = np.asarray(rgba, dtype=np.float32)
+    alpha = pixels[:, :, 3:] / 255.0
+    rgb = pixels[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.round(rgb).astype(np.uint8)

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from pasm.errors import PasmError
+from pasm.models import ARCHITECTURES, InputSpec, build_model
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("channels,size", [(3, 64), (1, 48)])
+def test_every_architecture_takes_any_channels_and_size(arch, channels, size):
+    model = build_model(arch, 5, InputSpec(size, channels)).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, channels, size, size))
+    assert logits.shape == (2, 5)
+    assert model.num_classes == 5
+    assert model.cam_layer is not None
+
+
+def test_normalisation_is_inside_the_model():
+    model = build_model("small_cnn", 3, InputSpec(16, 3, mean=[0.2, 0.4, 0.6], std=[0.5, 0.5, 0.5]))
+    x = torch.rand(1, 3, 16, 16)
+    seen = {}
+    model.backbone.register_forward_pre_hook(lambda m, inp: seen.setdefault("x", inp[0]))
+    model.eval()(x)
+    expected = (x - torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1)) / 0.5
+    assert torch.allclose(seen["x"], expected)
+
+
+def test_grayscale_takes_mean_of_imagenet_stats():
+    spec = InputSpec(32, 1, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    assert spec.mean == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(PasmError, match="unknown; choose one of"):
+        build_model("vgg99", 7)
+
+
+def test_init_from_local_file(tmp_path):
+    from pasm.checkpoints import make_meta, save_checkpoint
+
+    source = build_model("small_cnn", 7)
+    save_checkpoint(tmp_path / "init.pt", source, make_meta(source, list("abcdefg")))
+    fresh = build_model("small_cnn", 7, init=tmp_path / "init.pt")
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(fresh.backbone.state_dict()[key], value)

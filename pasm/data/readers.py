@@ -19,13 +19,9 @@ from ..errors import DataError
 from .base import FERDataset
 
 
-def _spec(reader, path):
-    return f"{reader.kind}:{path}"
-
-
-def _check_split(reader, path, split, available):
+def _check_split(spec, split, available):
     if split not in available:
-        raise DataError(_spec(reader, path), f"no split {split!r} (this copy has {', '.join(available) or 'none'})")
+        raise DataError(spec, f"no split {split!r} (this copy has {', '.join(available) or 'none'})")
 
 
 def _open_text(path):
@@ -42,7 +38,7 @@ def _open_image(path, mode):
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert(mode) if mode else image.convert(_plain_mode(image))
+            return image.convert(mode or _plain_mode(image))
     except FileNotFoundError:
         raise DataError(path, "image file not found") from None
     except OSError as error:
@@ -91,7 +87,7 @@ class RafDB(FERDataset):
     def __init__(self, path, split, transform=None):
         root = Path(path)
         entries = self._read_labels(root)
-        _check_split(type(self), path, split, self._splits_in(entries))
+        _check_split(f"{self.kind}:{path}", split, self._splits_in(entries))
         image_dir = root / "Image" / "aligned"
         if not image_dir.is_dir():
             raise DataError(image_dir, "folder not found (RAF-DB basic keeps the aligned faces there)")
@@ -100,7 +96,7 @@ class RafDB(FERDataset):
             for entry_split, name, label in entries
             if entry_split == split
         ]
-        super().__init__(_spec(type(self), path), self.CLASSES, samples, transform)
+        super().__init__(f"{self.kind}:{path}", self.CLASSES, samples, transform)
         self.split = split
 
     @classmethod
@@ -186,7 +182,7 @@ class FER2013(FERDataset):
     COLUMNS = ("emotion", "pixels", "Usage")
 
     def __init__(self, path, split, transform=None):
-        _check_split(type(self), path, split, FER2013_SPLITS)
+        _check_split(f"{self.kind}:{path}", split, FER2013_SPLITS)
         samples, faces, found = [], [], set()
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
@@ -201,8 +197,8 @@ class FER2013(FERDataset):
                     raise DataError(where, f"emotion {label} is outside 0..{len(self.CLASSES) - 1}")
                 faces.append(_parse_pixels(row["pixels"], where))
                 samples.append((where, label))
-        _check_split(type(self), path, split, [s for s in FER2013_SPLITS if s in found])
-        super().__init__(_spec(type(self), path), self.CLASSES, samples, transform)
+        _check_split(f"{self.kind}:{path}", split, [s for s in FER2013_SPLITS if s in found])
+        super().__init__(f"{self.kind}:{path}", self.CLASSES, samples, transform)
         self.split = split
         self.faces = _stack_faces(faces)
 
@@ -213,6 +209,9 @@ class FER2013(FERDataset):
 
     def load_image(self, index):
         return Image.fromarray(self.faces[index])
+
+
+VOTES_CSV, PIXELS_CSV = "fer2013new.csv", "fer2013.csv"
 
 
 class FERPlus(FERDataset):
@@ -233,29 +232,30 @@ class FERPlus(FERDataset):
 
     def __init__(self, path, split, transform=None):
         root = Path(path)
-        _check_split(type(self), path, split, FER2013_SPLITS)
+        _check_split(f"{self.kind}:{path}", split, FER2013_SPLITS)
         samples, faces, found, self.dropped = [], [], set(), Counter()
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
-            for (line, votes_row), (pixel_line, pixel_row) in self._aligned_rows(root):
-                where = f"{root / 'fer2013new.csv'}:{line}"
-                row_split = _usage_split(votes_row["Usage"], where)
-                if row_split != _usage_split(pixel_row["Usage"], f"{root / 'fer2013.csv'}:{pixel_line}"):
-                    raise DataError(where, f"Usage differs from fer2013.csv line {pixel_line}: the files are not row-aligned")
+            for (line, votes), (pixel_line, pixels) in self._aligned_rows(root):
+                where, pixels_where = f"{root / VOTES_CSV}:{line}", f"{root / PIXELS_CSV}:{pixel_line}"
+                row_split = _usage_split(votes["Usage"], where)
+                if row_split != _usage_split(pixels["Usage"], pixels_where):
+                    raise DataError(where, f"Usage differs from {pixels_where}: the two files are not row-aligned")
                 found.add(row_split)
                 if row_split != split:
                     continue
-                if votes_row["Image name"].strip():
-                    label, reason = self.majority([_parse_int(votes_row[name], where, name) for name in self.VOTES])
+                name = votes["Image name"].strip()
+                if name:
+                    label, reason = self.majority([_parse_int(votes[column], where, column) for column in self.VOTES])
                 else:
                     label, reason = None, "no image name"
                 if reason:
                     self.dropped[reason] += 1
                     continue
-                faces.append(_parse_pixels(pixel_row["pixels"], f"{root / 'fer2013.csv'}:{pixel_line}"))
-                samples.append((votes_row["Image name"].strip(), label))
-        _check_split(type(self), path, split, [s for s in FER2013_SPLITS if s in found])
-        super().__init__(_spec(type(self), path), self.CLASSES, samples, transform)
+                faces.append(_parse_pixels(pixels["pixels"], pixels_where))
+                samples.append((name, label))
+        _check_split(f"{self.kind}:{path}", split, [s for s in FER2013_SPLITS if s in found])
+        super().__init__(f"{self.kind}:{path}", self.CLASSES, samples, transform)
         self.split = split
         self.faces = _stack_faces(faces)
 
@@ -274,21 +274,21 @@ class FERPlus(FERDataset):
 
     @classmethod
     def _aligned_rows(cls, root):
-        votes_file, pixels_file = root / "fer2013new.csv", root / "fer2013.csv"
-        pairs = itertools.zip_longest(_csv_rows(votes_file, cls.COLUMNS), _csv_rows(pixels_file, ("pixels", "Usage")))
-        for votes, pixels in pairs:
+        votes_rows = _csv_rows(root / VOTES_CSV, cls.COLUMNS)
+        pixel_rows = _csv_rows(root / PIXELS_CSV, ("pixels", "Usage"))
+        for votes, pixels in itertools.zip_longest(votes_rows, pixel_rows):
             if votes is None or pixels is None:
-                shorter = votes_file if votes is None else pixels_file
-                raise DataError(shorter, "has fewer rows than its partner; fer2013new.csv and fer2013.csv must be row-aligned")
+                shorter = VOTES_CSV if votes is None else PIXELS_CSV
+                raise DataError(root / shorter, "fewer rows than in the other csv; FER+ needs them row-aligned")
             yield votes, pixels
 
     @classmethod
     def splits(cls, path):
         root = Path(path)
-        if not (root / "fer2013.csv").is_file():
-            raise DataError(root / "fer2013.csv", "file not found (FER+ takes its pixels from the original FER2013 csv)")
-        votes_file = root / "fer2013new.csv"
-        found = {_usage_split(row["Usage"], f"{votes_file}:{line}") for line, row in _csv_rows(votes_file, cls.COLUMNS)}
+        if not (root / PIXELS_CSV).is_file():
+            raise DataError(root / PIXELS_CSV, "file not found (FER+ takes its pixels from the original FER2013 csv)")
+        rows = _csv_rows(root / VOTES_CSV, cls.COLUMNS)
+        found = {_usage_split(row["Usage"], f"{root / VOTES_CSV}:{line}") for line, row in rows}
         return [split for split in FER2013_SPLITS if split in found]
 
     def load_image(self, index):
@@ -300,12 +300,14 @@ class AffectNet(FERDataset):
 
     Expression codes 0..7 are the emotions; 8 none, 9 uncertain and 10 no-face are dropped, and so
     is 7 (contempt) in this 7-class variant, as in most papers. The face box in the CSV is cropped
-    (clipped to the image). Some copies of validation.csv have no header row; then the columns are
-    taken in the documented order. Counts of dropped rows are kept in ``dropped``.
+    (clipped to the image). A csv without a header row is read in the documented column order,
+    so copies whose validation.csv lost its header still load. Counts of dropped rows are kept in ``dropped``.
     """
 
     kind = "affectnet"
-    CODES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt", "none", "uncertain", "no-face")
+    CODES = (
+        "neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt", "none", "uncertain", "no-face",
+    )
     CLASSES = CODES[:7]
     COLUMNS = (
         "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -316,7 +318,7 @@ class AffectNet(FERDataset):
 
     def __init__(self, path, split, transform=None):
         root = Path(path)
-        _check_split(type(self), path, split, self.splits(root))
+        _check_split(f"{self.kind}:{path}", split, self.splits(root))
         image_dir = root / "Manually_Annotated_Images"
         if not image_dir.is_dir():
             raise DataError(image_dir, "folder not found")
@@ -330,7 +332,7 @@ class AffectNet(FERDataset):
                 continue
             samples.append((str(image_dir / row["subDirectory_filePath"]), code))
             self.boxes.append(self._face_box(row, where))
-        super().__init__(_spec(type(self), path), self.CLASSES, samples, transform)
+        super().__init__(f"{self.kind}:{path}", self.CLASSES, samples, transform)
         self.split = split
 
     @classmethod
@@ -408,20 +410,20 @@ class ImageFolderFER(FERDataset):
     Split folder names are normalised (training -> train, valid/validation -> val, testing -> test)
     so a run can ask for the same split names on every data set. Classes are the sorted union of
     class folders over all splits, so a label means the same class in train and test even when a
-    split lacks a class.
+    split lacks a class. Hidden folders (``.ipynb_checkpoints``, ``.git``) are not classes.
     """
 
     kind = "folder"
 
     def __init__(self, path, split, transform=None):
         folders = self._split_folders(Path(path))
-        _check_split(type(self), path, split, list(folders))
+        _check_split(f"{self.kind}:{path}", split, list(folders))
         classes = self._classes(folders)
         class_to_idx = {name: i for i, name in enumerate(classes)}
         samples = make_dataset(folders[split], class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
         if not samples:
             raise DataError(folders[split], f"no image files ({', '.join(IMG_EXTENSIONS)}) in its class folders")
-        super().__init__(_spec(type(self), path), classes, samples, transform)
+        super().__init__(f"{self.kind}:{path}", classes, samples, transform)
         self.split = split
 
     @classmethod
@@ -447,9 +449,12 @@ class ImageFolderFER(FERDataset):
         names = set()
         for folder in folders.values():
             try:
-                names.update(find_classes(folder)[0])
-            except FileNotFoundError:
-                raise DataError(folder, "has no class folders") from None
+                found = [name for name in find_classes(folder)[0] if not name.startswith(".")]
+            except FileNotFoundError:  # find_classes' way of saying "no sub-folders"
+                found = []
+            if not found:
+                raise DataError(folder, "has no class folders")
+            names.update(found)
         return sorted(names)
 
     def load_image(self, index):

@@ -1,0 +1,175 @@
+"""Erasing a region of a batch, and the two baselines PASM is compared with at the same area.
+
+* random erasing: a window of the same size at a uniformly random place;
+* attention erasing (adversarial erasing): the window at the peak of the teacher's Grad-CAM.
+
+Both use ``regions.window_side``, so at a given area they erase exactly as many pixels as the
+PASM window. Images are in [0, 1] (models normalise inside, see pasm.models); everything runs
+batched on the images' device.
+"""
+import contextlib
+import math
+
+import torch
+from captum.attr import LayerAttribution, LayerGradCam, Saliency
+from torchvision.transforms.v2 import functional as TF
+
+from .errors import PasmError
+from .regions import box_masks, densest_window, window_side
+
+FILLS = ("zeros", "mean", "noise", "blur")
+
+# Sigma of the "blur" fill as a fraction of the image side: at 112 px it is 11 px, enough to wipe
+# expression detail (wrinkles, teeth, eye shape) while keeping the face's coarse shading.
+BLUR_SIGMA = 0.1
+
+
+def erase(images, masks, fill="mean", mean=None, generator=None):
+    """``images`` with the pixels under ``masks`` replaced by ``fill``; the rest is untouched.
+
+    ``mean`` is the data set's per-channel mean (default 0.5 per channel). ``noise`` is uniform in
+    [0, 1], drawn from ``generator`` (on its own device) for reproducible runs. ``blur`` pastes a
+    strongly blurred copy of the image, so the region keeps its colour but loses its detail.
+    """
+    if fill not in FILLS:
+        raise PasmError(f"erasing fill {fill!r}", f"unknown; choose one of {', '.join(FILLS)}")
+    _check_images(images)
+    if masks.dtype != torch.bool or masks.shape != (images.shape[0], 1, *images.shape[2:]):
+        raise PasmError(
+            f"erasing masks of shape {list(masks.shape)} and type {masks.dtype}",
+            f"must be bool of shape {[images.shape[0], 1, *images.shape[2:]]}",
+        )
+    return torch.where(masks.to(images.device), _fill_values(images, fill, mean, generator), images)
+
+
+def _check_images(images):
+    if images.dim() != 4 or not images.is_floating_point():
+        raise PasmError(f"images of shape {list(images.shape)} and type {images.dtype}", "must be float (B, C, H, W)")
+
+
+def _fill_values(images, fill, mean, generator):
+    if fill == "zeros":
+        return torch.zeros_like(images)
+    if fill == "mean":
+        return _channel_mean(mean, images).expand_as(images)
+    if fill == "noise":
+        device = generator.device if generator is not None else images.device
+        noise = torch.rand(images.shape, generator=generator, device=device, dtype=images.dtype)
+        return noise.to(images.device)
+    sigma = BLUR_SIGMA * max(images.shape[-2:])
+    kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * min(images.shape[-2:]) - 1)
+    return TF.gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+
+
+def _channel_mean(mean, images):
+    channels = images.shape[1]
+    values = torch.as_tensor(0.5 if mean is None else mean, dtype=images.dtype, device=images.device).flatten()
+    if values.numel() not in (1, channels):
+        raise PasmError(f"erasing mean {values.tolist()}", f"needs 1 or {channels} values, one per channel")
+    return values.expand(channels).view(1, channels, 1, 1)
+
+
+def random_boxes(batch, size, area, generator=None, device=None):
+    """Square windows of ``window_side(size, area)`` at uniformly random places, fully inside.
+
+    The positions are drawn on the generator's device (CPU by default) and then moved, so a seed
+    gives the same boxes on any device.
+    """
+    side = window_side(size, area)
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    corners = torch.randint(0, size - side + 1, (batch, 2), generator=generator, device=draw_on)
+    boxes = torch.cat([corners, corners + side], dim=1)
+    return boxes.to(device) if device is not None else boxes
+
+
+def random_erasing(images, area, fill="mean", mean=None, generator=None):
+    """The same-area random baseline: (erased images, masks)."""
+    size = _square_size(images)
+    boxes = random_boxes(images.shape[0], size, area, generator, images.device)
+    masks = box_masks(boxes, size)
+    return erase(images, masks, fill, mean, generator), masks
+
+
+def _square_size(images):
+    _check_images(images)
+    height, width = images.shape[-2:]
+    if height != width:
+        raise PasmError(f"images of size {height}x{width}", "erasing windows need square images")
+    return height
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Attribute in eval mode (no dropout, fixed batch-norm statistics), then restore every module's mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _targets(model, inputs, target):
+    """Captum's target argument; ``None`` means the predicted class."""
+    if target is None:
+        with torch.no_grad():
+            return model(inputs).argmax(dim=1)
+    if isinstance(target, torch.Tensor):
+        return target.to(inputs.device)
+    return target
+
+
+def _normalise(maps):
+    """Scale each map to [0, 1] by its maximum; an all-zero map stays zero."""
+    peak = maps.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return maps / peak.clamp(min=torch.finfo(maps.dtype).tiny)
+
+
+class GradCAM:
+    """Grad-CAM at ``model.cam_layer``, upsampled to the image: (B, 1, H, W) in [0, 1].
+
+    Captum differentiates with ``torch.autograd.grad``, so the model's parameter ``.grad`` is never
+    written; only a detached copy of the input requires grad, which also makes frozen teachers work.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.method = LayerGradCam(model, model.cam_layer)
+
+    def attribute(self, images, target=None):
+        _check_images(images)
+        with _eval_mode(self.model), torch.enable_grad():
+            inputs = images.detach().requires_grad_(True)
+            target = _targets(self.model, inputs, target)
+            cam = self.method.attribute(inputs, target=target, relu_attributions=True)
+        cam = LayerAttribution.interpolate(cam.detach(), tuple(images.shape[-2:]), "bilinear")
+        return _normalise(cam)
+
+
+class SaliencyMap:
+    """Vanilla gradient saliency: |d logit / d pixel|, max over channels, (B, 1, H, W) in [0, 1]."""
+
+    def __init__(self, model):
+        self.model = model
+        self.method = Saliency(model)
+
+    def attribute(self, images, target=None):
+        _check_images(images)
+        with _eval_mode(self.model), torch.enable_grad():
+            inputs = images.detach().requires_grad_(True)
+            target = _targets(self.model, inputs, target)
+            gradients = self.method.attribute(inputs, target=target, abs=True)
+        return _normalise(gradients.detach().amax(dim=1, keepdim=True))
+
+
+def attention_boxes(model, images, target, area):
+    """The window of the PASM area at the peak of the teacher's Grad-CAM (adversarial erasing)."""
+    size = _square_size(images)
+    return densest_window(GradCAM(model).attribute(images, target), window_side(size, area))
+
+
+def attention_erasing(model, images, target, area, fill="mean", mean=None, generator=None):
+    """The same-area attention baseline: (erased images, masks)."""
+    masks = box_masks(attention_boxes(model, images, target, area), _square_size(images))
+    return erase(images, masks, fill, mean, generator), masks

@@ -1,0 +1,36 @@
+"""Training loops, written plainly in the style of torchvision's references/ scripts."""
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+def train_one_epoch(model, loader, optimizer, scheduler=None, device="cpu", label_smoothing=0.0):
+    """One pass of supervised cross-entropy training; returns the mean loss."""
+    model.train()
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    total, count = 0.0, 0
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(labels)
+        count += len(labels)
+    return total / max(count, 1)
+
+
+def fit_supervised(model, dataset, epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4, device="cpu", workers=0, log=None):
+    """A teacher trained with SGD and a per-step cosine schedule; the loss per epoch is returned."""
+    model.to(device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=len(dataset) > batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * len(loader)))
+    losses = []
+    for epoch in range(epochs):
+        losses.append(train_one_epoch(model, loader, optimizer, scheduler, device))
+        if log:
+            log(f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.4f}")
+    return losses

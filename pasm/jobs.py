@@ -1,0 +1,350 @@
+"""Training runs as detached background jobs, which outlive the app or shell that started them.
+
+Everything about a job lives on disk, so a restarted app finds its jobs again: the registry
+record ``ROOT/.jobs/<id>.json`` (what was run, where, and which process), the files the trainer
+writes into its run directory (``status.json``, ``train.log``), and ``job.log`` there, which takes
+the process's own stdout and stderr. A job's state is its run's status checked against its
+process: a process that is gone while the status still says "running" was killed or crashed,
+and shows as "died" (resumable).
+
+A process is known by its pid and a start-time token read from ``/proc``, so a pid that the
+system has since given to another process is not taken for the job. POSIX only: sessions,
+process groups and signals.
+"""
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import PasmError
+from .fileio import write_json
+
+RUNS_ROOT = Path(os.environ.get("PASM_RUNS", "runs"))
+REGISTRY = ".jobs"
+ACTIVE_STATES = ("starting", "running", "stopping")
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+JOB_ID = re.compile(r"[A-Za-z0-9-]+")
+TRACKED_FILES = ("status.json", "train.log")
+POLL_SECONDS = 0.1
+HAS_PROC = Path("/proc/self/stat").exists()
+
+
+@dataclass
+class Job:
+    id: str
+    run_dir: Path
+    argv: list
+    pid: int
+    started: str
+    cwd: str
+    log: Path
+    resume_argv: list
+    token: str | None = None
+    stamps: dict | None = None  # the run's tracked files as they were at launch: a previous run's are not this job's
+    final: dict | None = None  # {"state", "status"} kept when a later job took over the run directory
+
+    @property
+    def alive(self):
+        return _process_alive(self.pid, self.token)
+
+    @property
+    def status(self):
+        """This job's status.json; {} until the job has written one, and while it cannot be read."""
+        if self.final is not None:
+            return dict(self.final["status"])
+        if not self.wrote("status.json"):
+            return {}
+        try:
+            status = json.loads((self.run_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return status if isinstance(status, dict) else {}
+
+    @property
+    def state(self):
+        if self.final is not None:
+            return self.final["state"]
+        state = str(self.status.get("state") or "starting")
+        if state in ACTIVE_STATES and not self.alive:
+            return "died"
+        return state
+
+    def wrote(self, name):
+        """Whether the run's file ``name`` has been written since this job was launched."""
+        stamp = _file_stamp(self.run_dir / name)
+        return stamp is not None and stamp != (self.stamps or {}).get(name)
+
+    def to_record(self):
+        return {**asdict(self), "run_dir": str(self.run_dir), "log": str(self.log)}
+
+    @classmethod
+    def from_record(cls, record):
+        """A job from its registry record; KeyError, TypeError or ValueError if the record is malformed."""
+        if not isinstance(record["argv"], list) or not isinstance(record["resume_argv"], list):
+            raise TypeError("argv must be a list")
+        final = record.get("final")
+        if final is not None and not (isinstance(final, dict) and isinstance(final.get("state"), str)
+                                      and isinstance(final.get("status"), dict)):
+            raise TypeError("final must hold a state and a status")
+        pid = int(record["pid"])
+        if pid <= 0:
+            raise ValueError(f"pid {pid}")  # os.kill would signal a whole process group
+        return cls(id=str(record["id"]), run_dir=Path(record["run_dir"]), argv=[str(a) for a in record["argv"]],
+                   pid=pid, started=str(record["started"]), cwd=str(record["cwd"]),
+                   log=Path(record["log"]), resume_argv=[str(a) for a in record["resume_argv"]],
+                   token=record.get("token"), stamps=dict(record.get("stamps") or {}), final=final)
+
+
+def run_path(name, root=RUNS_ROOT):
+    """The run directory for a name a person typed; a plain name cannot point outside the runs directory."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise PasmError(f"run name {name!r}", "use up to 100 letters, digits, '-', '_' and '.', "
+                                               "starting with a letter, digit or '_'")
+    return Path(root) / name
+
+
+def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
+    """Start ``argv`` as a detached job that writes into ``run_dir``; it goes on after the caller exits.
+
+    ``resume_argv`` is what ``resume`` runs later (default: ``argv`` plus ``--resume``). Launches
+    serialise on a lock in the registry, so two at once cannot both find ``run_dir`` free. The
+    earlier jobs of ``run_dir`` keep their last state and status in their records, since the new
+    job rewrites the run's files (a ``Job`` read before this launch does not see that: read it again).
+    """
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise PasmError("job command", "is empty")
+    if resume_argv is None:
+        resume_argv = argv if "--resume" in argv else argv + ["--resume"]
+    run_dir = _checked_run_dir(run_dir, root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _registry_lock(root):
+        earlier = [job for job in list_jobs(root) if job.run_dir == run_dir]
+        busy = [job for job in earlier if job.alive]
+        if busy:
+            raise PasmError(run_dir, f"job {busy[0].id} (pid {busy[0].pid}) is still running there; stop it first")
+        for job in earlier:
+            if job.final is None:
+                job.final = {"state": job.state, "status": job.status}
+                write_json(_record_path(root, job.id), job.to_record())
+        job = _start_process(argv, run_dir, [str(a) for a in resume_argv], Path(cwd or os.getcwd()).resolve())
+        write_json(_record_path(root, job.id), job.to_record())
+    return job
+
+
+def list_jobs(root=RUNS_ROOT):
+    """Every job in the registry, newest first; unreadable records are skipped."""
+    jobs = []
+    for path in (Path(root) / REGISTRY).glob("*.json"):
+        try:
+            jobs.append(_read_job(path))
+        except PasmError:
+            continue
+    return sorted(jobs, key=lambda job: (job.started, job.id), reverse=True)
+
+
+def get_job(job_id, root=RUNS_ROOT):
+    path = _record_path(root, job_id)
+    if not JOB_ID.fullmatch(str(job_id)) or not path.exists():
+        raise PasmError(f"job {job_id}", f"no such job in {Path(root) / REGISTRY}")
+    return _read_job(path)
+
+
+def stop(job, timeout=0):
+    """Ask the job to stop at its next step boundary (SIGTERM); with a timeout, wait up to that long for it to end.
+
+    The signal goes to the trainer alone, not its process group: DataLoader workers die on
+    SIGTERM, which would turn a clean stop into a crash; the trainer ends its workers itself.
+    """
+    if job.alive:
+        _send_signal(os.kill, job.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while job.alive and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+
+
+def kill(job):
+    """Force stop: SIGKILL to the whole process group, DataLoader workers included. The job shows as "died"."""
+    if job.alive:
+        _send_signal(os.killpg, job.pid, signal.SIGKILL)
+
+
+def resume(job, root=RUNS_ROOT):
+    """Run the job's resume command in the same run directory, as a new job; refused while it is alive."""
+    return launch(job.resume_argv, job.run_dir, root, resume_argv=job.resume_argv, cwd=job.cwd)
+
+
+def tail(job, lines=50):
+    """The end of the run's train.log once this job writes it, else of job.log, where a crash before training shows."""
+    path = job.run_dir / "train.log" if job.wrote("train.log") else job.log
+    return _last_lines(path, lines)
+
+
+def wait(job, timeout=None):
+    """Poll until the job is no longer starting, running or stopping, or until ``timeout`` seconds; returns its state."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while (state := job.state) in ACTIVE_STATES:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    return state
+
+
+def format_table(jobs, root=RUNS_ROOT):
+    """The jobs as a text table: id, state, progress, run (relative to the runs directory)."""
+    if not jobs:
+        return f"no jobs in {root}"
+    rows = [("id", "state", "progress", "run")]
+    for job in jobs:
+        progress = job.status.get("progress")
+        rows.append((job.id, job.state, f"{progress:.0%}" if isinstance(progress, (int, float)) else "-",
+                     _display_run(job.run_dir, root)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _start_process(argv, run_dir, resume_argv, cwd):
+    """Popen in a new session, so the job neither shares the caller's terminal signals nor dies with it."""
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    stamps = {name: _file_stamp(run_dir / name) for name in TRACKED_FILES}
+    log = run_dir / "job.log"
+    with open(log, "ab") as out:
+        out.write(f"== job {job_id} started {started}: {shlex.join(argv)}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    close_fds=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except OSError as e:
+            raise PasmError("job command", f"cannot start {argv[0]}: {e.strerror or e}") from None
+    token = _process_token(proc.pid)  # before the reaper can let the pid go
+    threading.Thread(target=proc.wait, name=f"pasm-job-{job_id}", daemon=True).start()
+    return Job(id=job_id, run_dir=run_dir, argv=argv, pid=proc.pid, started=started, cwd=str(cwd), log=log,
+               resume_argv=resume_argv, token=token, stamps=stamps)
+
+
+def _checked_run_dir(run_dir, root):
+    """``run_dir`` resolved (symlinks too), and refused unless it lies inside ``root``."""
+    run_dir, root = Path(run_dir).resolve(), Path(root).resolve()
+    if not run_dir.is_relative_to(root) or run_dir == root or run_dir.relative_to(root).parts[0] == REGISTRY:
+        raise PasmError(run_dir, f"a run directory must be inside the runs directory {root}")
+    return run_dir
+
+
+@contextmanager
+def _registry_lock(root):
+    registry = Path(root) / REGISTRY
+    registry.mkdir(parents=True, exist_ok=True)
+    with open(registry / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _record_path(root, job_id):
+    return Path(root) / REGISTRY / f"{job_id}.json"
+
+
+def _read_job(path):
+    try:
+        return Job.from_record(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PasmError(path, f"unreadable job record ({e})") from None
+
+
+def _display_run(run_dir, root):
+    try:
+        return str(run_dir.relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(run_dir)
+
+
+def _send_signal(send, pid, signum):
+    try:
+        send(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _file_stamp(path):
+    """Inode, modification time and size: a file rewritten atomically or appended to gets a new stamp."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def _last_lines(path, count, block=65536):
+    """The last ``count`` lines of a text file, read backwards from its end in blocks."""
+    if count <= 0:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            pos = f.seek(0, os.SEEK_END)
+            data = b""
+            while pos > 0 and data.count(b"\n") <= count:
+                step = min(block, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return ""
+    return b"\n".join(data.splitlines()[-count:]).decode("utf-8", errors="replace")
+
+
+def _proc_stat(pid):
+    """(state letter, start time in clock ticks since boot) from /proc/<pid>/stat; None if there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # the command name in (...) may hold spaces
+    return fields[0], fields[19]
+
+
+def _boot_id():
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_token(pid):
+    """Names one process across pid reuse: this boot, and the process's start time in it. None without /proc."""
+    stat = _proc_stat(pid)
+    return f"{_boot_id()}:{stat[1]}" if stat else None
+
+
+def _process_alive(pid, token):
+    """Whether ``pid`` is still the job's process, running (a zombie is not)."""
+    if not HAS_PROC:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    stat = _proc_stat(pid)
+    if stat is None or (token is not None and f"{_boot_id()}:{stat[1]}" != token):
+        return False
+    if stat[0] in ("Z", "X"):
+        _reap(pid)
+        return False
+    return True
+
+
+def _reap(pid):
+    """Collect an exited job that is our child: one adopted after its launcher exited, when we are init or a subreaper."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

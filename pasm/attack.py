@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-SCORES = ("l1", "l2", "linf")
+from .options import SCORES
 
 
 @dataclass

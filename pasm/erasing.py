@@ -15,9 +15,9 @@ from captum.attr import LayerAttribution, LayerGradCam, Saliency
 from torchvision.transforms.v2 import functional as TF
 
 from .errors import PasmError
+from .options import FILLS
 from .regions import box_masks, densest_window, window_side
 
-FILLS = ("zeros", "mean", "noise", "blur")
 
 # Sigma of the "blur" fill as a fraction of the image side: at 112 px it is 11 px, enough to wipe
 # expression detail (wrinkles, teeth, eye shape) while keeping the face's coarse shading.

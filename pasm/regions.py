@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PasmError
+from .options import STRATEGIES
 
-STRATEGIES = ("densest", "first", "centroid", "disks")
 WEIGHTINGS = ("order", "uniform")
 
 # Window scores this close to the best (relative) count as ties, which are then broken toward

@@ -6,6 +6,11 @@ lower confidence in the true class). On SynthFER every image comes with the mask
 that carry its label's cues, so we can also count how much of each region, and how many attack
 points, fall on the cues — against the cue mask's own share of the image, which is what a
 region placed by chance would hit.
+
+An image the teacher already gets wrong needs no point and has no PASM region, so every row is
+computed over the images where the attack found points (the teacher's correct ones, with ground
+truth labels): all methods are then compared on the same images at the same erased area. The
+clean accuracy over all images is reported beside it.
 """
 import torch
 import torch.nn.functional as F
@@ -39,7 +44,7 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
     generator = torch.Generator(device=device).manual_seed(seed)
     has_cues = hasattr(dataset, "cue_mask")
     totals = {m: {"correct": 0.0, "confidence": 0.0, "on_cue": 0.0, "area": 0.0} for m in METHODS}
-    points_on, points_all, flipped, points_to_flip, cue_share, count = 0, 0, 0, 0.0, 0.0, 0
+    points_on, points_all, flipped, points_to_flip, cue_share, count, compared, clean_correct = 0, 0, 0, 0.0, 0.0, 0, 0, 0.0
     for batch_index, (images, labels) in enumerate(loader):
         images, labels = images.to(device), torch.as_tensor(labels).to(device)
         mined = mine(teacher, images, labels, attack_config, region_config, mean=mean)
@@ -47,41 +52,46 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
         erased.update(baselines(teacher, images, labels, region_config.area, region_config.fill, mean, generator))
         batch_indices = indices[batch_index * batch_size: batch_index * batch_size + len(labels)]
         cue = _cue_masks(dataset, batch_indices, images.shape[-1], device) if has_cues else None
+        located = mined.attack.num_points > 0
         for method, (x, masks) in erased.items():
             probs = probabilities(teacher, x)
+            if method == "clean":
+                clean_correct += float((probs.argmax(1) == labels).sum())
+            probs, masks, y = probs[located], masks[located], labels[located]
             row = totals[method]
-            row["correct"] += float((probs.argmax(1) == labels).sum())
-            row["confidence"] += float(probs.gather(1, labels[:, None]).sum())
+            row["correct"] += float((probs.argmax(1) == y).sum())
+            row["confidence"] += float(probs.gather(1, y[:, None]).sum())
             row["area"] += float(masks.float().mean((1, 2, 3)).sum())
             if cue is not None and method != "clean":
-                row["on_cue"] += float(((masks & cue).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)).sum())
+                hit = (masks & cue[located]).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)
+                row["on_cue"] += float(hit.sum())
         if cue is not None:
             on, total = _points_on_mask(mined.attack, cue)
             points_on, points_all = points_on + on, points_all + total
-            cue_share += float(cue.float().mean((1, 2, 3)).sum())
+            cue_share += float(cue[located].float().mean((1, 2, 3)).sum())
+        compared += int(located.sum())
         flipped += int(mined.attack.flipped.sum())
         points_to_flip += float(mined.attack.points_to_flip[mined.attack.flipped].float().sum())
         count += len(labels)
-    return _table(totals, count, flipped, points_to_flip, points_on, points_all, cue_share if has_cues else None)
+    table = _table(totals, compared, points_on, points_all, cue_share if has_cues else None)
+    table.update({"images": count, "clean_accuracy_all": clean_correct / max(count, 1)})
+    table["attack"] = {"flip_rate": flipped / max(count, 1), "mean_points_to_flip": points_to_flip / max(flipped, 1)}
+    return table
 
 
-def _table(totals, count, flipped, points_to_flip, points_on, points_all, cue_share):
+def _table(totals, compared, points_on, points_all, cue_share):
     rows = {}
     for method, row in totals.items():
         rows[method] = {
-            "accuracy": row["correct"] / count,
-            "true_class_confidence": row["confidence"] / count,
-            "erased_area": row["area"] / count,
+            "accuracy": row["correct"] / max(compared, 1),
+            "true_class_confidence": row["confidence"] / max(compared, 1),
+            "erased_area": row["area"] / max(compared, 1),
         }
         if cue_share is not None and method != "clean":
-            rows[method]["region_on_cue"] = row["on_cue"] / count
-    table = {
-        "images": count,
-        "methods": rows,
-        "attack": {"flip_rate": flipped / count, "mean_points_to_flip": points_to_flip / max(flipped, 1)},
-    }
+            rows[method]["region_on_cue"] = row["on_cue"] / max(compared, 1)
+    table = {"compared_images": compared, "methods": rows}
     if cue_share is not None:
-        table["cue"] = {"chance_share": cue_share / count, "points_on_cue": points_on / max(points_all, 1)}
+        table["cue"] = {"chance_share": cue_share / max(compared, 1), "points_on_cue": points_on / max(points_all, 1)}
     return table
 
 
@@ -89,7 +99,8 @@ def format_table(table):
     """The table as aligned text, the way ``pasm compare`` prints it."""
     has_cue = "cue" in table
     header = f"{'method':<10} {'accuracy':>9} {'p(true)':>8} {'area':>6}" + (f" {'on cue':>7}" if has_cue else "")
-    lines = [f"{table['images']} images", header]
+    lines = [f"{table['images']} images, clean accuracy {table['clean_accuracy_all']:.3f}; rows below compare the "
+             f"{table['compared_images']} images where the attack found points", header]
     for method, row in table["methods"].items():
         line = f"{method:<10} {row['accuracy']:>9.3f} {row['true_class_confidence']:>8.3f} {row['erased_area']:>6.3f}"
         if has_cue:

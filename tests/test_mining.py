@@ -45,7 +45,8 @@ def test_informativeness_table(trained_teacher, synth_set):
     assert set(table["methods"]) == {"clean", "pasm", "random", "attention"}
     with torch.no_grad():
         clean_accuracy = float((trained_teacher(images[:40]).argmax(1) == labels[:40]).float().mean())
-    assert abs(table["methods"]["clean"]["accuracy"] - clean_accuracy) < 1e-6
+    assert abs(table["clean_accuracy_all"] - clean_accuracy) < 1e-6
+    assert table["compared_images"] <= 40 and table["methods"]["clean"]["accuracy"] == 1.0, "rows compare located images"
     areas = [table["methods"][m]["erased_area"] for m in ("random", "attention")]
     assert all(abs(a - areas[0]) < 1e-9 for a in areas)
     assert 0 < table["cue"]["chance_share"] < 1 and 0 <= table["cue"]["points_on_cue"] <= 1

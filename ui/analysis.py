@@ -1,0 +1,391 @@
+"""What the Attack explorer and the Data set atlas compute, as plain functions of models and arrays.
+
+No streamlit here: the pages call these and cache or store what they return, and the tests call them
+directly. Everything returned is numpy, plain Python or JSON-ready, so it can sit in session state.
+"""
+import json
+import math
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pasm import faces
+from pasm.attack import AttackConfig, PointAttack
+from pasm.erasing import GradCAM, SaliencyMap, random_boxes
+from pasm.errors import PasmError
+from pasm.mining import RegionConfig, probabilities
+from pasm.regions import box_masks, densest_window, window_side
+from pasm.report import crops_to_tensor, face_reports
+
+ERASINGS = ("pasm", "random", "attention")
+# Face mesh needs more pixels than a model input has: regions are looked up on a crop this big.
+REGION_CROP_SIZE = 256
+# Data set images are upscaled to this side before the face mesh looks at them.
+MESH_INPUT_SIZE = 192
+GRID_REGIONS = ("brows/eyes", "nose", "mouth")
+LAYOUT_SYNTH = "SynthFER layout"
+LAYOUT_MESH = "face mesh"
+LAYOUT_GRID = "thirds grid"
+
+_threads_lock = threading.Lock()
+_single_threaded = {"users": 0, "saved": None}
+
+
+@contextmanager
+def single_threaded():
+    """Run torch on one CPU thread inside the block.
+
+    The app's work is one face or a small batch: a second OpenMP thread only adds waiting, and far more
+    when a training job holds the other core (measured on 2 busy cores: 0.3 s on one thread, 2-4 s on
+    two, for one explorer analysis). Nested and concurrent sessions share one count, so the thread
+    setting is restored only when the last one leaves.
+    """
+    with _threads_lock:
+        if _single_threaded["users"] == 0:
+            _single_threaded["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _single_threaded["users"] += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _single_threaded["users"] -= 1
+            if _single_threaded["users"] == 0:
+                torch.set_num_threads(_single_threaded["saved"])
+
+
+@dataclass
+class AttackSettings:
+    """The explorer's form: the attack budget and patch, and how the region is located and erased."""
+
+    max_points: int = 20
+    patch: int = 1
+    strategy: str = "densest"
+    area: float = 0.1
+    adaptive: bool = False
+    fill: str = "mean"
+
+    def attack_config(self):
+        try:
+            return AttackConfig(max_points=int(self.max_points), patch=int(self.patch))
+        except ValueError as e:
+            raise PasmError("attack settings", e) from None
+
+    def region_config(self):
+        if self.adaptive and self.strategy == "disks":
+            raise PasmError("region settings", "adaptive sizing applies to the window strategies only, not disks")
+        return RegionConfig(strategy=self.strategy, area=float(self.area), adaptive=bool(self.adaptive), fill=self.fill)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def to_uint8(image):
+    """A CxHxW tensor in [0, 1] (1 or 3 channels) as HxWx3 uint8, the form pages and figures show."""
+    array = image.detach().cpu().float().clamp(0, 1).mul(255).round().to(torch.uint8).numpy().transpose(1, 2, 0)
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
+
+
+# Attack explorer
+
+
+def predict(checkpoint, crop, device="cpu"):
+    """``{class: probability}`` of one model on one face crop (HxWx3 uint8)."""
+    with single_threaded():
+        images = crops_to_tensor([crop], checkpoint.model.input_spec, device)
+        probs = probabilities(checkpoint.model, images)[0]
+    return {name: float(p) for name, p in zip(checkpoint.classes, probs)}
+
+
+def model_view(checkpoint, crop):
+    """The crop as the model receives it (its size, and grey for a one-channel model), for display."""
+    return to_uint8(crops_to_tensor([crop], checkpoint.model.input_spec)[0])
+
+
+def face_region_map(photo, face):
+    """A REGION_CROP_SIZE map of facial regions for the face (None: whole image), or None if no mesh fits.
+
+    The crop is aligned exactly like the model's crop, only bigger, so a point in the model's crop maps
+    to this map by a plain scale factor.
+    """
+    aligned = faces.align_face(photo, face, REGION_CROP_SIZE)
+    landmarks = faces.face_landmarks(aligned.crop)
+    return None if landmarks is None else faces.region_map(landmarks, REGION_CROP_SIZE)
+
+
+def point_regions(region_map, points, size):
+    """Region names under attack points given as pixel indices of a ``size`` crop."""
+    if region_map is None:
+        return None
+    if not len(points):
+        return []
+    scale = region_map.shape[0] / size
+    centres = (np.asarray(points, dtype=np.float64).reshape(-1, 2) + 0.5) * scale
+    return faces.regions_of_points(region_map, centres)
+
+
+def analyse_face(teacher, aligned, settings, student=None, region_map=None, device="cpu", seed=0):
+    """Everything the explorer shows for one face, from one ``pasm.report.face_reports`` call.
+
+    face_reports returns the erased faces but only PASM's mask; the random and attention masks are
+    rebuilt the way pasm.mining.baselines draws them (same seeded generator, same Grad-CAM window), so
+    the figures show the very windows that were erased.
+    """
+    start = time.perf_counter()
+    region_config = settings.region_config()
+    with single_threaded():
+        reports, extras = face_reports(
+            teacher.model, teacher.classes, [aligned], settings.attack_config(), region_config,
+            student=student.model if student else None, student_classes=student.classes if student else None,
+            device=device, seed=seed)
+        report, images, mined = reports[0], extras["images"], extras["mined"]
+        cam = GradCAM(teacher.model).attribute(images, mined.attack.labels)
+        saliency = SaliencyMap(teacher.model).attribute(images, mined.attack.labels)
+        masks = _erasing_masks(mined.masks, cam, region_config.area, device, seed)
+    return {
+        "report": report,
+        "settings": settings.to_dict(),
+        "classes": list(teacher.classes),
+        "student_classes": list(student.classes) if student else None,
+        "crop": to_uint8(images[0]),
+        "masks": {name: mask[0, 0].cpu().numpy() for name, mask in masks.items()},
+        "erased": {name: to_uint8(extras["erased"][name][0]) for name in ERASINGS},
+        "maps": {"Grad-CAM": cam[0, 0].cpu().numpy(), "saliency": saliency[0, 0].cpu().numpy()},
+        "point_regions": point_regions(region_map, report["points_crop"], images.shape[-1]),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _erasing_masks(pasm_masks, cam, area, device, seed):
+    """The three same-area windows; random and attention drawn exactly as pasm.mining.baselines draws them."""
+    size = cam.shape[-1]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return {
+        "pasm": pasm_masks,
+        "random": box_masks(random_boxes(1, size, area, generator, cam.device), size),
+        "attention": box_masks(densest_window(cam, window_side(size, area)), size),
+    }
+
+
+def result_json(result, image_name, teacher_path, student_path=None):
+    """The download: the report plus what produced it, so a result can be traced and redone."""
+    document = {
+        "image": image_name,
+        "teacher": str(teacher_path),
+        "student": str(student_path) if student_path else None,
+        "settings": result["settings"],
+        "classes": result["classes"],
+        "point_regions": result["point_regions"],
+        **result["report"],
+    }
+    return json.dumps(document, indent=2)
+
+
+def erasing_rows(result):
+    """One table row per erasing method: the teacher's (and student's) prediction after it and the confidence lost."""
+    report = result["report"]
+    rows = []
+    for name in ERASINGS:
+        entry = report["erasing"][name]
+        row = {"erasing": name, "teacher prediction": _label_with_confidence(entry["prediction"]),
+               "teacher confidence drop": round(entry["confidence_drop"], 3)}
+        if "student" in report:
+            student_entry = report["student"]["erasing"][name]
+            row["student prediction"] = _label_with_confidence(student_entry["prediction"])
+            row["student confidence drop"] = round(student_entry["confidence_drop"], 3)
+        rows.append(row)
+    return rows
+
+
+def _label_with_confidence(prediction):
+    return f"{prediction['label']} ({prediction['probs'][prediction['label']]:.2f})"
+
+
+# Data set atlas
+
+
+def sample_indices(length, count):
+    """``count`` indices spread evenly over a data set: class-sorted folders still give every class."""
+    count = max(0, min(int(count), length))
+    if count == 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, length - 1, count).round()})
+
+
+def synth_layout(size):
+    """Facial regions of SynthFER's canonical face (pose jitter ignored), as ids into ``pasm.faces.REGIONS``.
+
+    The bands are in the generator's face units (1 = half the face width, v down, the face centre a
+    little above the image centre; see pasm.data.synth._Painter) and were set so that SynthFER's own cue
+    masks fall in the regions their cues name.
+    """
+    centres = (np.arange(size) + 0.5) / size
+    x, y = np.meshgrid(centres, centres)
+    u, v = (x - 0.5) / 0.295, (y - 0.46) / 0.295
+    across = np.abs(u)
+    region = faces.REGIONS.index
+    face = u**2 + (v / 1.3) ** 2 <= 1.05
+    ids = np.zeros((size, size), dtype=np.uint8)
+    ids[face] = region("cheeks")
+    ids[face & (v < -0.7)] = region("forehead")
+    ids[face & (v >= 1.05)] = region("jaw")
+    ids[face & (v >= -0.7) & (v < -0.25) & (across < 0.8)] = region("brows")
+    ids[face & (v >= -0.25) & (v < 0.12) & (across >= 0.12) & (across < 0.75)] = region("eyes")
+    bridge = (v >= -0.15) & (v < 0.12) & (across < 0.12)
+    ids[face & (bridge | ((v >= 0.12) & (v < 0.45) & (across < 0.4)))] = region("nose")
+    ids[face & (v >= 0.45) & (v < 1.05) & (across < 0.7)] = region("mouth")
+    return ids
+
+
+def grid_layout(size):
+    """The coarse fallback where no mesh fits: upper third brows/eyes, middle nose, lower mouth (GRID_REGIONS ids)."""
+    rows = np.minimum((np.arange(size) * 3) // size, 2).astype(np.uint8)
+    return np.repeat(rows[:, None], size, axis=1)
+
+
+class Atlas:
+    """Running sums over attacked data set faces, per class: where the points land, in which regions,
+    how often the attack flipped the teacher, and the average face (the density maps' backdrop).
+
+    A face the teacher already gets wrong "flips" after 0 points; it is counted apart, so the flip rate
+    and the points needed describe the attack, not the teacher's errors.
+    """
+
+    def __init__(self, classes, size):
+        self.classes = list(classes)
+        self.size = size
+        count = len(self.classes)
+        self.points = np.zeros((count, size, size))
+        self.face_sum = np.zeros((count, size, size, 3))
+        self.faces = np.zeros(count, dtype=int)
+        self.flipped = np.zeros(count, dtype=int)
+        self.already_wrong = np.zeros(count, dtype=int)
+        self.points_to_flip = np.zeros(count)
+        self.regions = [Counter() for _ in self.classes]
+        self.layouts = Counter()
+
+    def add(self, images, groups, result, names):
+        """``images`` HxWx3 uint8 per face, ``groups`` their class indices, ``names`` region names per point."""
+        for i, (image, group) in enumerate(zip(images, groups)):
+            sample = result.sample(i)
+            for x, y in sample["points"]:
+                self.points[group, y, x] += 1
+            self.face_sum[group] += image
+            self.faces[group] += 1
+            if sample["points_to_flip"] == 0:
+                self.already_wrong[group] += 1
+            elif sample["flipped"]:
+                self.flipped[group] += 1
+                self.points_to_flip[group] += sample["points_to_flip"]
+            self.regions[group].update(names[i])
+
+    def density(self, group=None, sigma=None):
+        """Points per face per pixel (smoothed by a Gaussian of ``sigma`` px, default 1.5 % of the side)."""
+        points = self.points.sum(0) if group is None else self.points[group]
+        faces = self.faces.sum() if group is None else self.faces[group]
+        sigma = self.size * 0.015 if sigma is None else sigma
+        return smooth(points, sigma) / max(int(faces), 1)
+
+    def mean_face(self, group=None):
+        total = self.face_sum.sum(0) if group is None else self.face_sum[group]
+        faces = self.faces.sum() if group is None else self.faces[group]
+        return np.round(total / max(int(faces), 1)).astype(np.uint8)
+
+    def shares(self):
+        """``{class: {region: share of that class's points}}`` for the classes that have faces."""
+        out = {}
+        for name, counter, faces in zip(self.classes, self.regions, self.faces):
+            total = sum(counter.values())
+            if faces:
+                out[name] = {region: n / total for region, n in counter.items()} if total else {}
+        return out
+
+    def class_rows(self):
+        rows = []
+        for i, name in enumerate(self.classes):
+            attacked = self.faces[i] - self.already_wrong[i]
+            if self.faces[i]:
+                rows.append({"class": name, "faces": int(self.faces[i]), "already wrong": int(self.already_wrong[i]),
+                             "points": int(self.points[i].sum()),
+                             "flip rate": round(self.flipped[i] / attacked, 3) if attacked else None,
+                             "mean points to flip": round(self.points_to_flip[i] / self.flipped[i], 2)
+                             if self.flipped[i] else None})
+        return rows
+
+
+def smooth(values, sigma):
+    """Separable Gaussian blur with zero padding: a few hundred points become a readable density."""
+    if sigma <= 0:
+        return np.asarray(values, dtype=float)
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    rows = np.apply_along_axis(np.convolve, 1, np.asarray(values, dtype=float), kernel, mode="same")
+    return np.apply_along_axis(np.convolve, 0, rows, kernel, mode="same")
+
+
+def region_names(images, points_per_image, synth):
+    """Region names of each image's points, and how they were found (one layout name per image).
+
+    SynthFER faces share one geometry, so its fixed layout is used; other data sets get the face mesh
+    on an upscaled copy of each image, and the thirds grid where the mesh finds no face.
+    """
+    size = images[0].shape[0]
+    if synth:
+        layout = synth_layout(size)
+        return ([faces.regions_of_points(layout, np.asarray(p, dtype=float).reshape(-1, 2) + 0.5)
+                 for p in points_per_image], [LAYOUT_SYNTH] * len(images))
+    names, used = [], []
+    for image, points in zip(images, points_per_image):
+        big = np.asarray(Image.fromarray(image).resize((MESH_INPUT_SIZE, MESH_INPUT_SIZE), Image.BICUBIC))
+        landmarks = faces.face_landmarks(big)
+        if landmarks is not None:
+            names.append(point_regions(faces.region_map(landmarks, MESH_INPUT_SIZE), points, size))
+            used.append(LAYOUT_MESH)
+        else:
+            grid = grid_layout(size)
+            centres = np.asarray(points, dtype=float).reshape(-1, 2) + 0.5
+            names.append([GRID_REGIONS[grid[int(y), int(x)]] for x, y in centres])
+            used.append(LAYOUT_GRID)
+    return names, used
+
+
+def label_map(dataset_classes, teacher_classes):
+    """Data set label -> teacher class index, matched by name (any order); None if the teacher lacks a class."""
+    if not set(dataset_classes) <= set(teacher_classes):
+        return None
+    return [list(teacher_classes).index(name) for name in dataset_classes]
+
+
+def map_dataset(teacher, dataset, indices, max_points=20, batch_size=32, labels=None, synth=False, device="cpu"):
+    """Attack ``dataset[indices]`` batch by batch into an ``Atlas``; yields ``(atlas, faces done)`` after each batch.
+
+    ``dataset`` yields model-ready tensors (eval_transform of the teacher's input spec). With ``labels``
+    (``label_map``'s list) the attack pushes away from the true class and faces are grouped by it;
+    without (a data set whose classes the teacher does not know) by the teacher's own prediction.
+    """
+    attack = PointAttack(teacher.model, AttackConfig(max_points=int(max_points)))
+    atlas = Atlas(teacher.classes, teacher.model.input_spec.size)
+    with single_threaded():
+        for start in range(0, len(indices), batch_size):
+            batch = indices[start:start + batch_size]
+            _map_batch(attack, atlas, [dataset[i] for i in batch], labels, synth, device)
+            yield atlas, start + len(batch)
+
+
+def _map_batch(attack, atlas, samples, labels, synth, device):
+    images = torch.stack([image for image, _ in samples]).to(device)
+    targets = torch.tensor([labels[label] for _, label in samples], device=device) if labels is not None else None
+    result = attack(images, targets).to("cpu")
+    pictures = [to_uint8(image) for image in images]
+    points = [result.sample(i)["points"] for i in range(len(samples))]
+    names, used = region_names(pictures, points, synth)
+    atlas.add(pictures, result.labels.tolist(), result, names)
+    atlas.layouts.update(used)

@@ -86,10 +86,15 @@ class PointAttack:
     def __call__(self, images, labels=None):
         """Attack ``images`` (B, C, H, W) in the valid range; ``labels`` default to the model's own predictions."""
         was_training = self.model.training
+        wanted_grad = [p for p in self.model.parameters() if p.requires_grad]
         self.model.eval()
+        for p in wanted_grad:  # the teacher is frozen: autograd then keeps no activations for weight gradients
+            p.requires_grad_(False)
         try:
             return self._attack(images, labels)
         finally:
+            for p in wanted_grad:
+                p.requires_grad_(True)
             self.model.train(was_training)
 
     def _attack(self, images, labels):

@@ -110,6 +110,7 @@ def test_leaves_the_model_untouched(trained_teacher, synth_set):
         attack(trained_teacher, images[:4], labels[:4], max_points=5)
         assert trained_teacher.training, "the caller's mode is restored"
         assert all(p.grad is None for p in trained_teacher.parameters())
+        assert all(p.requires_grad for p in trained_teacher.parameters()), "parameters are unfrozen again"
         assert all(torch.equal(before[k], v) for k, v in trained_teacher.state_dict().items()), "BN statistics unchanged"
     finally:
         trained_teacher.eval()

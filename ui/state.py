@@ -43,9 +43,15 @@ def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+MARKDOWN_SPECIALS = "\\`*_[]<>#|~$"
+
+
 def show_error(error):
-    """A PasmError is bad input described for a person: show its one line, keep the app running."""
-    st.error(str(error), icon="🚫")
+    """A PasmError is bad input described for a person: show its one line, keep the app running.
+
+    st.error renders markdown, so the message's own characters (underscores in file names) are escaped."""
+    text = "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(error))
+    st.error(text, icon="🚫")
 
 
 # Checkpoints on disk

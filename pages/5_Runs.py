@@ -1,0 +1,139 @@
+"""Runs: every run and study under the runs directory, with its settings, curves, per-generation results,
+confusion matrices, study tables and checkpoint downloads. A damaged run shows its errors, not a traceback."""
+import functools
+
+import streamlit as st
+
+from pasm.errors import PasmError
+from ui import figures, state
+
+st.set_page_config(page_title="Runs · PASM Studio", page_icon="🎭", layout="wide")
+
+
+def overview_row(run, root):
+    accuracies = [g.get("test_accuracy") for g in run.generations if isinstance(g.get("test_accuracy"), (int, float))]
+    config = run.config or {}
+    return {
+        "run": state.checkpoint_label(run.path, root),
+        "kind": "study" if run.is_study else "run",
+        "state": (run.status or {}).get("state", "-"),
+        "data": config.get("data", (run.study or {}).get("data", "-")),
+        "erasing": config.get("erasing", "-"),
+        "generations": len(run.generations),
+        "best test accuracy": round(max(accuracies), 4) if accuracies else None,
+        "problems": "; ".join(run.errors),
+    }
+
+
+def show_overview(runs, root):
+    st.dataframe([overview_row(run, root) for run in runs], hide_index=True, width="stretch")
+
+
+def show_generations(run):
+    if not run.generations:
+        st.info("No finished generation yet: summary.json appears when the first one is evaluated.")
+        return
+    st.plotly_chart(figures.generation_curves(run.generations))
+    per_class = state.per_class_accuracies(run)
+    if per_class:
+        st.plotly_chart(figures.per_class_accuracy(per_class))
+    st.dataframe(state.generation_table(run), hide_index=True, width="stretch")
+
+
+def show_confusions(run):
+    matrices = run.confusions()
+    if not matrices:
+        st.info("No confusion matrices yet: metrics.jsonl gets one when a generation is evaluated.")
+        return
+    names = [f"generation {g}" for g, _ in matrices]
+    chosen = st.multiselect("Generations", names, default=names[-2:], key=f"confusions_{run.path}")
+    columns = st.columns(2)
+    shown = [(name, matrix) for name, (_, matrix) in zip(names, matrices) if name in chosen]
+    for i, (name, matrix) in enumerate(shown):
+        with columns[i % 2]:
+            st.plotly_chart(figures.confusion_matrix(matrix, run.classes, title=f"Confusion matrix, {name}"))
+
+
+def show_study(run):
+    if run.study_md:
+        st.markdown(run.study_md)
+    results = (run.study or {}).get("results")
+    if isinstance(results, dict):
+        from pasm.study import figure
+
+        try:
+            st.plotly_chart(figure(results))
+        except (KeyError, TypeError, ValueError) as e:
+            st.error(f"{run.path / 'study.json'}: damaged results ({e.__class__.__name__}: {e})", icon="🚫")
+    if run.study is not None:
+        with st.expander("study.json"):
+            st.json(run.study, expanded=False)
+    if (run.path / "study.html").is_file():
+        st.download_button("Download study.html", functools.partial((run.path / "study.html").read_bytes),
+                           file_name=f"{run.path.name}-study.html", mime="text/html", on_click="ignore",
+                           key=f"study_html_{run.path}")
+
+
+def show_downloads(run):
+    checkpoints = run.checkpoints()
+    if not checkpoints:
+        st.info("No checkpoints in this run yet.")
+        return
+    for path in checkpoints:
+        info = state.checkpoint_info(path)
+        left, right = st.columns([3, 1])
+        if "error" in info:
+            left.error(info["error"], icon="🚫")
+        else:
+            left.markdown(f"`{path.name}` · {path.stat().st_size / 2**20:.1f} MB"
+                          + (f" · {state.summary(info['meta'])}" if info["meta"] else " · no pasm metadata"))
+        right.download_button("Download", functools.partial(path.read_bytes), file_name=path.name,
+                              mime="application/octet-stream", on_click="ignore", key=f"download_{path}")
+
+
+def show_run(run, root):
+    for error in run.errors:
+        st.error(error, icon="🚫")
+    status = run.status or {}
+    if status:
+        progress = status.get("progress")
+        detail = f" · {progress:.0%}" if isinstance(progress, (int, float)) else ""
+        st.markdown(f"**State:** {status.get('state', '?')}{detail}")
+        if status.get("error"):
+            st.error(str(status["error"]), icon="🚫")
+    if run.config is not None:
+        with st.expander("Configuration (config.json)"):
+            st.json(run.config)
+    names = (["Study"] if run.is_study else []) + ["Training curves", "Generations", "Confusion matrices", "Checkpoints"]
+    tabs = dict(zip(names, st.tabs(names)))
+    if run.is_study:
+        with tabs["Study"]:
+            show_study(run)
+    with tabs["Training curves"]:
+        if run.metrics:
+            st.plotly_chart(figures.training_curves(run.metrics))
+        else:
+            st.info("No metrics.jsonl lines yet.")
+    with tabs["Generations"]:
+        show_generations(run)
+    with tabs["Confusion matrices"]:
+        show_confusions(run)
+    with tabs["Checkpoints"]:
+        show_downloads(run)
+
+
+root = state.runs_root()
+st.title("Runs")
+paths = state.find_runs(root)
+if not paths:
+    st.info(f"No runs in `{root}` yet: start one on the Train page, or train the demo on the Home page.")
+    st.stop()
+runs = [state.read_run(path) for path in paths]
+show_overview(runs, root)
+labels = [state.checkpoint_label(path, root) for path in paths]
+chosen = st.selectbox("Run or study", range(len(runs)), format_func=labels.__getitem__, key="runs_chosen")
+st.subheader(labels[chosen])
+try:
+    show_run(runs[chosen], root)
+except PasmError as e:
+    state.show_error(e)

@@ -1,0 +1,188 @@
+"""Runs page (AppTest) and the run-directory readers behind it (ui.state), on run directories the tests write.
+
+``write_tiny_run`` is shared with the Generations page's tests: it writes a finished run the way the
+trainer does (pasm.runs.Run), with small_cnn 32 px checkpoints saved by pasm.checkpoints.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from pasm.checkpoints import make_meta, save_checkpoint
+from pasm.data.synth import CLASSES
+from pasm.models import InputSpec, build_model
+from pasm.runs import Run
+from pasm.study import write_study
+from ui import figures, state
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Runs.py"
+
+
+def write_tiny_run(path, generations=2, data="synth:/nowhere", erasing="pasm", seed=0):
+    """A finished run of ``generations`` generations (0 .. generations - 1), every file as the trainer writes it."""
+    run = Run(path)
+    run.create({"data": data, "arch": "small_cnn", "size": 32, "generations": generations - 1, "epochs": 2,
+                "erasing": erasing, "seed": seed})
+    records, entries = [], []
+    for g in range(generations):
+        torch.manual_seed(seed * 10 + g)
+        model = build_model("small_cnn", len(CLASSES), InputSpec(32, 3))
+        save_checkpoint(run.checkpoint_path(g), model, make_meta(model, CLASSES, generation=g))
+        for epoch in (1, 2):
+            records.append({"kind": "epoch", "generation": g, "epoch": epoch, "loss": 2.0 - 0.3 * epoch - 0.1 * g,
+                            "ce": 1.5, "kd": 0.5, "train_accuracy": 0.2 * epoch, "erased_fraction": 0.5 if g else 0.0,
+                            "lr": 0.01, "seconds": 1.0})
+        scores = {"test_accuracy": 0.5 + 0.1 * g, "mean_class_accuracy": 0.45 + 0.1 * g,
+                  "occluded_accuracy": 0.3 + 0.1 * g}
+        confusion = [[3 if i == j else (g + i + j) % 2 for j in range(len(CLASSES))] for i in range(len(CLASSES))]
+        records.append({"kind": "generation", "generation": g, **scores, "confusion": confusion})
+        entries.append({"index": g, "checkpoint": run.checkpoint_name(g), "erasing": erasing if g else "none",
+                        **scores, "per_class_accuracy": {c: 0.1 * i + 0.05 * g for i, c in enumerate(CLASSES)}})
+    run.write_metrics(records)
+    run.write_summary({"data": data, "split": "test", "classes": CLASSES, "generations": entries})
+    run.write_status(state="done", phase=None, generation=generations - 1, epoch=2, step=0, progress=1.0,
+                     eta_seconds=0, error=None)
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("PASM_RUNS", str(root))
+    return root
+
+
+def page():
+    return AppTest.from_file(str(PAGE), default_timeout=60).run()
+
+
+def no_exception(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def chart_titles(at):
+    titles = []
+    for chart in at.get("plotly_chart"):
+        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
+        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
+    return titles
+
+
+def choose(at, label):
+    box = at.selectbox(key="runs_chosen")
+    return box.set_value(box.options.index(label)).run()
+
+
+def test_no_runs_is_an_invitation_not_an_error(runs):
+    at = page()
+    no_exception(at)
+    assert not at.error
+    assert "No runs" in at.info[0].value
+
+
+def test_a_finished_run_shows_config_curves_confusions_and_downloads(runs):
+    write_tiny_run(runs / "tiny")
+    at = page()
+    no_exception(at)
+    assert not at.error
+    overview = at.dataframe[0].value
+    assert list(overview["run"]) == ["tiny"]
+    assert overview["state"][0] == "done" and overview["generations"][0] == 2
+    assert overview["best test accuracy"][0] == pytest.approx(0.6)
+    assert at.json[0].value and json.loads(at.json[0].value)["erasing"] == "pasm"
+    titles = chart_titles(at)
+    assert "Training curves" in titles and "Accuracy across generations" in titles
+    assert "Per-class accuracy by generation" in titles
+    assert [t for t in titles if t.startswith("Confusion matrix")] == ["Confusion matrix, generation 0",
+                                                                       "Confusion matrix, generation 1"]
+    downloads = at.get("download_button")
+    assert len(downloads) == 2
+    generations = at.dataframe[1].value
+    assert list(generations["index"]) == [0, 1] and list(generations["erasing"]) == ["none", "pasm"]
+
+
+def test_a_study_directory_shows_its_table(runs):
+    study = runs / "study"
+    for arm in ("none", "pasm"):
+        for seed in (0, 1):
+            write_tiny_run(study / f"{arm}-seed{seed}", erasing=arm, seed=seed)
+    write_study(study, ["none", "pasm"], [0, 1])
+    at = page()
+    choose(at, "study")
+    no_exception(at)
+    assert not at.error
+    assert any("| pasm | 1 |" in m.value for m in at.markdown)
+    assert "PASM study: accuracy per generation (mean ± std over seeds)" in chart_titles(at)
+    assert set(at.dataframe[0].value["run"]) == {"study", "study/none-seed0", "study/none-seed1",
+                                                 "study/pasm-seed0", "study/pasm-seed1"}
+
+
+def test_a_damaged_run_is_an_error_card_and_the_others_still_show(runs):
+    write_tiny_run(runs / "good")
+    broken = write_tiny_run(runs / "broken")
+    broken.summary_path.write_text('{"generations": [')
+    (broken.path / "metrics.jsonl").write_text('{"kind": "epoch"}\nnot json\n')
+    at = page()
+    no_exception(at)
+    errors = [e.value for e in at.error]
+    assert any("broken/summary.json" in e and "not valid JSON" in e for e in errors)
+    assert any("broken/metrics.jsonl: line 2 is not JSON" in e for e in errors)
+    overview = at.dataframe[0].value
+    assert "summary.json" in overview.set_index("run").loc["broken", "problems"]
+    choose(at, "good")
+    no_exception(at)
+    assert not at.error
+    assert "Accuracy across generations" in chart_titles(at)
+
+
+def test_a_checkpoint_that_is_not_one_is_refused_in_its_row(runs):
+    run = write_tiny_run(runs / "tiny")
+    run.checkpoint_path(1).write_bytes(b"garbage")
+    at = page()
+    no_exception(at)
+    assert any("gen1.safetensors" in e.value for e in at.error)
+    assert len(at.get("download_button")) == 2
+
+
+def test_read_run_lists_every_damaged_file(tmp_path):
+    run = write_tiny_run(tmp_path / "run")
+    run.status_path.write_text('{"state": "exploded"}')
+    run.config_path.write_text("[]")
+    files = state.read_run(run.path)
+    assert files.status is None and files.config is None
+    assert any("status.json" in e and "exploded" in e for e in files.errors)
+    assert any("config.json" in e for e in files.errors)
+    assert [g["index"] for g in files.generations] == [0, 1]
+    assert [g for g, _ in files.confusions()] == [0, 1]
+
+
+def test_find_runs_skips_the_apps_own_folders(tmp_path):
+    write_tiny_run(tmp_path / "a")
+    write_tiny_run(tmp_path / "study" / "pasm-seed0")
+    (tmp_path / ".jobs").mkdir()
+    (tmp_path / ".jobs" / "status.json").write_text("{}")
+    (tmp_path / "uploads" / "x").mkdir(parents=True)
+    (tmp_path / "uploads" / "x" / "config.json").write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in state.find_runs(tmp_path)] == ["a", "study/pasm-seed0"]
+
+
+def test_training_curves_split_losses_from_accuracies():
+    records = [{"kind": "epoch", "generation": 0, "epoch": 1, "loss": 2.0, "train_accuracy": 0.3, "lr": 0.1},
+               {"kind": "epoch", "generation": 1, "epoch": 1, "loss": 1.0, "train_accuracy": 0.6, "lr": 0.1},
+               {"kind": "generation", "generation": 1, "test_accuracy": 0.55}]
+    fig = figures.training_curves(records)
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {"loss", "train accuracy", "test accuracy (generation end)"}
+    assert traces["loss"].yaxis == "y" and traces["train accuracy"].yaxis == "y2"
+    assert list(traces["test accuracy (generation end)"].x) == [2]
+    assert [s["x0"] for s in fig.layout.shapes] == [1.5, 1.5]  # in both panels
+
+
+def test_confusion_matrix_colours_row_shares_and_prints_counts():
+    fig = figures.confusion_matrix([[3, 1], [0, 0]], ["a", "b"])
+    heat = fig.data[0]
+    assert heat.z.tolist() == [[0.75, 0.25], [0.0, 0.0]]
+    assert heat.text.tolist() == [[3, 1], [0, 0]]

@@ -1,0 +1,211 @@
+"""The app in a real browser: Debian's headless Chromium, driven by Playwright, against `streamlit run app.py`.
+
+A person's path through the app: upload a face on the Attack explorer, run the attack, see the points;
+start a tiny training job on the Train page and watch the list follow it to "done" by itself; compare the
+generations of a run; look at the run on the Runs page. Screenshots go to an artifacts folder under the test's tmp
+dir, and to docs/screenshots/ (linked from the README) only when PASM_UPDATE_SCREENSHOTS=1, so a CI run leaves the clone
+as it found it. The click-to-figure time is printed, not asserted.
+"""
+import copy
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+from playwright.sync_api import expect, sync_playwright
+from torch.utils.data import TensorDataset
+
+from pasm import jobs
+from pasm.checkpoints import make_meta, save_checkpoint
+from pasm.data.synth import write_synth
+from pasm.runs import Run
+from pasm.train import fit_supervised
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("PASM_UPDATE_SCREENSHOTS") == "1"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+START_TIMEOUT_S = 60
+ATTACK_TIMEOUT_MS = 120_000
+VIEWPORT = {"width": 1400, "height": 1000}
+MAX_SCREENSHOT_HEIGHT = 8000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_runs(root, teacher, synth_set):
+    """A finished two-generation run: the session's trained teacher, and a student trained one epoch more."""
+    student = copy.deepcopy(teacher)
+    images, labels, _ = synth_set["train"]
+    fit_supervised(student, TensorDataset(images, labels), epochs=1, batch_size=64, lr=0.01)
+    run = root / "browser-run"
+    entries = []
+    for generation, model in enumerate((teacher, student.eval())):
+        save_checkpoint(run / f"gen{generation}.safetensors", model,
+                        make_meta(model, synth_set["classes"], generation=generation))
+        entries.append({"index": generation, "checkpoint": f"gen{generation}.safetensors",
+                        "test_accuracy": 0.6 + 0.05 * generation, "mean_class_accuracy": 0.55 + 0.05 * generation,
+                        "occluded_accuracy": 0.4 + 0.05 * generation})
+    Run(run).create({"data": "synth:none", "arch": "small_cnn", "generations": 1, "epochs": 8})
+    Run(run).write_status(state="done", generation=1, epoch=8, progress=1.0)
+    Run(run).write_summary({"classes": synth_set["classes"], "generations": entries})
+    write_synth(root / "data" / "synth", train=35, test=14, size=32, seed=0)
+
+
+def wait_for_health(url, process):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer on {url} within {START_TIMEOUT_S} s")
+
+
+@pytest.fixture
+def app_url(tmp_path, trained_teacher, synth_set):
+    runs = tmp_path / "runs"
+    write_runs(runs, trained_teacher, synth_set)
+    port = free_port()
+    log = open(tmp_path / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+        cwd=REPO, env={**os.environ, "PASM_RUNS": str(runs)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, process)
+        yield url
+    finally:
+        for job in jobs.list_jobs(runs):
+            jobs.kill(job)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def page():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def content_height(page):
+    return int(page.evaluate("Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                             "[data-testid=stAppViewContainer]')].map(e => e.scrollHeight), 600)"))
+
+
+def screenshot(page, name, artifacts):
+    """The whole page: Streamlit scrolls inside its main block, so the window is made as tall as the content
+    (twice: plotly redraws its figures at the new size, which can change the height)."""
+    for _ in range(2):
+        page.wait_for_timeout(400)
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": min(content_height(page), MAX_SCREENSHOT_HEIGHT)})
+    page.wait_for_timeout(400)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / f"{name}.png"))
+    if UPDATE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(VIEWPORT)
+
+
+def wait_until_idle(page):
+    """Streamlit shows a running indicator while the script runs; wait for it to go."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ATTACK_TIMEOUT_MS)
+
+
+def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_path):
+    runs = tmp_path / "runs"
+    artifacts = tmp_path / "artifacts"
+    photo = tmp_path / "face_mirrored.png"
+    with Image.open(REPO / "pasm" / "assets" / "grace_hopper.jpg") as image:
+        ImageOps.mirror(image.convert("RGB")).save(photo)
+
+    page.goto(f"{app_url}/Attack_explorer")
+    expect(page.get_by_role("heading", name="Attack explorer", exact=True)).to_be_visible(timeout=60_000)
+    page.get_by_test_id("stRadio").get_by_text("upload", exact=True).click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Photo with a face")
+    uploader.locator("input[type=file]").set_input_files(str(photo))
+    page.locator(".js-plotly-plot .gtitle", has_text="Aligned crop").wait_for(state="visible", timeout=60_000)
+    expect(page.get_by_role("combobox", name="Face")).to_have_value(re.compile(r"^face 1 \(detection score"))
+    wait_until_idle(page)
+
+    run_attack = page.get_by_role("button", name="Run attack")
+    points_figure = page.locator(".js-plotly-plot").filter(has=page.locator(".gtitle", has_text="Attack points"))
+    start = time.perf_counter()
+    run_attack.click()
+    points_figure.locator(".scatterlayer path.point").first.wait_for(state="visible", timeout=ATTACK_TIMEOUT_MS)
+    seconds = time.perf_counter() - start
+    print(f"\nclick 'Run attack' -> points figure visible: {seconds:.2f} s")
+    expect(page.get_by_test_id("stMetric").first).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    wait_until_idle(page)
+    screenshot(page, "attack_explorer", artifacts)
+
+    page.goto(f"{app_url}/Train")
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
+    start_training = page.get_by_role("button", name="Start training")
+    page.get_by_role("textbox", name="Run name").fill("../etc")
+    start_training.click()
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("run name '../etc'", timeout=30_000)
+    page.get_by_role("textbox", name="Run name").fill("tiny")
+    page.get_by_role("textbox", name="Data set spec").fill(f"synth:{runs / 'data' / 'synth'}")
+    page.get_by_role("spinbutton", name="Generations (students after the teacher)").fill("0")
+    page.get_by_role("spinbutton", name="Epochs per generation").fill("1")
+    page.get_by_role("spinbutton", name="Batch size (per process)").fill("16")
+    start_training.click()
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("Started job", timeout=30_000)
+    # The list refreshes itself (st.fragment(run_every=2)): no click needed to see the job finish.
+    expect(page.get_by_text("tiny · done")).to_be_visible(timeout=ATTACK_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.get_by_text("Metrics and log").click()
+    expect(page.locator(".js-plotly-plot .gtitle", has_text="Latest metrics")).to_be_visible(timeout=30_000)
+    screenshot(page, "train", artifacts)
+
+    page.goto(f"{app_url}/Generations")
+    expect(page.get_by_role("heading", name="Generations", exact=True)).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Compare generations").click()
+    generations_figure = page.locator(".js-plotly-plot").filter(
+        has=page.locator(".gtitle", has_text="Points and region of every generation"))
+    generations_figure.locator(".scatterlayer path.point").first.wait_for(state="visible", timeout=ATTACK_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    wait_until_idle(page)
+    screenshot(page, "generations", artifacts)
+
+    page.goto(f"{app_url}/Runs")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
+    page.get_by_role("combobox", name="Run or study").click()
+    page.get_by_role("option", name="tiny", exact=True).click()
+    page.locator(".js-plotly-plot .gtitle", has_text="Training curves").wait_for(state="visible", timeout=60_000)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    screenshot(page, "runs", artifacts)
+
+    for name in ("attack_explorer", "train", "generations", "runs"):
+        with Image.open(artifacts / f"{name}.png") as shot:
+            assert shot.width >= 1000 and shot.height >= 600

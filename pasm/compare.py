@@ -70,12 +70,13 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
             points_on, points_all = points_on + on, points_all + total
             cue_share += float(cue[located].float().mean((1, 2, 3)).sum())
         compared += int(located.sum())
-        flipped += int(mined.attack.flipped.sum())
-        points_to_flip += float(mined.attack.points_to_flip[mined.attack.flipped].float().sum())
+        flipped_here = mined.attack.flipped & located
+        flipped += int(flipped_here.sum())
+        points_to_flip += float(mined.attack.points_to_flip[flipped_here].float().sum())
         count += len(labels)
     table = _table(totals, compared, points_on, points_all, cue_share if has_cues else None)
     table.update({"images": count, "clean_accuracy_all": clean_correct / max(count, 1)})
-    table["attack"] = {"flip_rate": flipped / max(count, 1), "mean_points_to_flip": points_to_flip / max(flipped, 1)}
+    table["attack"] = {"flip_rate": flipped / max(compared, 1), "mean_points_to_flip": points_to_flip / max(flipped, 1)}
     return table
 
 
@@ -107,7 +108,8 @@ def format_table(table):
             line += f" {row['region_on_cue']:>7.3f}" if "region_on_cue" in row else f" {'-':>7}"
         lines.append(line)
     attack = table["attack"]
-    lines.append(f"attack: {attack['flip_rate']:.1%} flipped, {attack['mean_points_to_flip']:.1f} points to flip on average")
+    lines.append(f"attack: {attack['flip_rate']:.1%} of those flipped within the budget, "
+                 f"after {attack['mean_points_to_flip']:.1f} points on average")
     if has_cue:
         cue = table["cue"]
         lines.append(f"cue masks cover {cue['chance_share']:.1%} of the image (chance); "

@@ -153,10 +153,144 @@ def cmd_import_teacher(args):
     print(f"wrote {path}")
 
 
-def add_attack_options(parser):
-    from .attack import SCORES
+def cmd_bench(args):
+    try:
+        from bench.attack import main as attack_benchmark
+    except ImportError:
+        raise PasmError("bench", "the benchmarks live in the repository's bench/ folder; run from the repository root") from None
+    attack_benchmark(args.args)
+
+
+def cmd_jobs(args):
+    from . import jobs
+
+    root = args.root or jobs.RUNS_ROOT
+    if args.action == "list":
+        print(jobs.format_table(jobs.list_jobs(root), root))
+        return
+    job = jobs.get_job(args.id, root)
+    if args.action == "tail":
+        print(jobs.tail(job, args.lines))
+    elif args.action == "resume":
+        job = jobs.resume(job, root)
+        print(f"job {job.id} started (pid {job.pid}) in {job.run_dir}")
+    elif args.force:
+        jobs.kill(job)
+        print(f"job {job.id}: killed")
+    else:
+        jobs.stop(job, timeout=args.wait)
+        print(f"job {job.id}: {job.state}")
+
+
+def train_options(args):
+    """The TrainConfig fields given on the command line (unset ones are None, so --resume can fill them in)."""
+    from dataclasses import fields
+
+    from .train import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+
+
+def print_generations(generations):
+    columns = ["test_accuracy", "mean_class_accuracy", "occluded_accuracy", "wild_accuracy"]
+    print("gen  erasing    " + "  ".join(f"{c:>19}" for c in columns) + "  checkpoint")
+    for entry in generations:
+        scores = "  ".join(f"{entry[c]:>19.4f}" if c in entry else f"{'-':>19}" for c in columns)
+        print(f"{entry['index']:<4} {entry['erasing']:<10} {scores}  {entry['checkpoint']}")
+
+
+def cmd_train(args):
+    import os
+
+    from .train import RunStopped, run_config, train
+
+    config = run_config(args.out, train_options(args), args.resume)
+    try:
+        summary = train(config, args.out, resume=args.resume, device=args.device, workers=args.workers)
+    except RunStopped as e:
+        return 128 + e.signum
+    if os.environ.get("RANK", "0") == "0":
+        print_generations(summary["generations"])
+
+
+def cmd_eval(args):
+    from .evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch,
+                                  device=resolve_device(args.device), workers=args.workers)
+    if args.json:
+        print_json(metrics, args.json)
+        wild = f", wild {metrics['wild_accuracy']:.4f}" if "wild_accuracy" in metrics else ""
+        print(f"{args.checkpoint} on {args.data} ({metrics['split']}, {metrics['count']} images): accuracy "
+              f"{metrics['accuracy']:.4f}, mean class accuracy {metrics['mean_class_accuracy']:.4f}, "
+              f"occluded {metrics['occluded_accuracy']:.4f}{wild}")
+    else:
+        print_json(metrics)
+
+
+def cmd_study(args):
+    from .study import run_study
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise PasmError(f"--seeds {args.seeds}", "must be comma-separated whole numbers, e.g. 0,1,2") from None
+    study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers)
+    print(study["table"])
+
+
+def cmd_demo(args):
+    from .train import RunStopped, demo
+
+    try:
+        summary = demo(args.run, quick=args.quick, device=args.device, workers=args.workers)
+    except RunStopped as e:
+        return 128 + e.signum
+    print_generations(summary["generations"])
+
+
+def add_train_options(parser, study=False):
+    """Options of ``train`` and ``study``; every default is None, meaning TrainConfig's (or, on --resume, the run's)."""
     from .erasing import FILLS
     from .regions import STRATEGIES
+    from .models import ARCHITECTURES
+    from .train import ERASING, INIT_FROM, OPTIMIZERS
+
+    parser.add_argument("--data", help="data set spec, e.g. synth:data/synth (not needed with --resume)")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default small_cnn)")
+    parser.add_argument("--size", type=int, help="input size in pixels (default: the architecture's)")
+    parser.add_argument("--generations", type=int, help="student generations after the teacher (default 1)")
+    parser.add_argument("--epochs", type=int, help="epochs per generation (default 15)")
+    parser.add_argument("--batch", type=int, help="batch size per process (default 64)")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), help="sgd (nesterov, default) or adamw")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default 0.05 sgd, 1e-3 adamw)")
+    parser.add_argument("--weight-decay", type=float, help="default 5e-4 sgd, 0.05 adamw")
+    parser.add_argument("--label-smoothing", type=float, help="default 0")
+    if not study:
+        parser.add_argument("--erasing", choices=ERASING, help="what students are trained on (default pasm)")
+    parser.add_argument("--no-distill", dest="distill", action="store_const", const=False,
+                        help="students learn from labels only (no teacher soft targets)")
+    parser.add_argument("--lam", type=float, help="weight of the distillation term (default 1)")
+    parser.add_argument("--tau", type=float, help="distillation temperature (default 4)")
+    parser.add_argument("--p", type=float, help="probability that a sample is replaced by its erased version (default 0.5)")
+    parser.add_argument("--init-from", choices=INIT_FROM, help="students start from scratch (default) or the teacher")
+    parser.add_argument("--region", choices=STRATEGIES, help="region from the attack points (default densest)")
+    parser.add_argument("--area", type=float, help="erased area as a fraction of the image (default 0.1)")
+    parser.add_argument("--fill", choices=FILLS, help="what erased pixels become (default mean: the data's mean colour)")
+    parser.add_argument("--max-points", type=int, help="attack budget per image when mining (default 20)")
+    parser.add_argument("--remine-every", type=int, help="re-mine with the student every K epochs (default 0: never)")
+    if not study:
+        parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--limit", type=int, help="use the first N training images (quick runs)")
+    parser.add_argument("--split", help="evaluation split (default test, else val)")
+    parser.add_argument("--teacher", help="use this checkpoint as generation 0 instead of training one")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
+
+
+def add_attack_options(parser):
+    from .options import FILLS, SCORES, STRATEGIES
 
     parser.add_argument("--max-points", type=int, default=20, help="attack budget per image (default 20)")
     parser.add_argument("--patch", type=int, default=1, help="odd side of the patch pushed per point (default 1)")
@@ -227,10 +361,58 @@ def build_parser():
     p.set_defaults(func=cmd_import_teacher)
 
     # -- training commands (train, eval, study, demo): added by the training work --
+    p = sub.add_parser("train", help="train a teacher and PASM student generations into a run directory")
+    p.add_argument("--out", required=True, help="run directory (new and empty, or an existing run with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, mean class accuracy, confusion and occluded accuracy of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="data set spec, e.g. synth:data/synth")
+    p.add_argument("--split", help="default test, else val")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--json", metavar="OUT", help="write the metrics to this file")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("study", help="one run per arm and seed, then mean and std per generation (study.md/json/html)")
+    p.add_argument("--out", required=True, help="study directory (runs go in ARM-seedK subdirectories)")
+    p.add_argument("--arms", default="none,random,attention,pasm", help="erasing arms, comma-separated")
+    p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
+    add_train_options(p, study=True)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("demo", help="write a small SynthFER set into RUN/data and train a teacher + 1 PASM generation")
+    p.add_argument("run", help="run directory (the data set goes in RUN/data)")
+    p.add_argument("--quick", action="store_true", help="a smaller version that takes seconds")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
+    p.set_defaults(func=cmd_demo)
 
     # -- job commands (jobs list/stop/resume/tail): added by the jobs work --
+    p = sub.add_parser("jobs", help="background training jobs: list, stop, resume, tail")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
+    p.set_defaults(func=cmd_jobs)
+    actions.add_parser("list", help="every job, newest first: id, state, progress, run")
+    q = actions.add_parser("stop", help="ask a job to stop at its next step (SIGTERM)")
+    q.add_argument("id")
+    q.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait up to this long for it to end")
+    q.add_argument("--force", action="store_true", help="kill it at once (SIGKILL), with its workers")
+    q = actions.add_parser("resume", help="start a stopped or died job again, as a new job, from where it got to")
+    q.add_argument("id")
+    q = actions.add_parser("tail", help="the last lines of a job's log")
+    q.add_argument("id")
+    q.add_argument("-n", "--lines", type=int, default=50, help="how many (default 50)")
+    for q in actions.choices.values():
+        q.add_argument("--root", help="the runs directory (default: $PASM_RUNS, else ./runs)")
 
     # -- benchmark commands --
+    p = sub.add_parser("bench", help="benchmarks (run from the repository root): attack")
+    p.add_argument("name", choices=["attack"])
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help lists them)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

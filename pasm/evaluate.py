@@ -1,6 +1,22 @@
-"""Evaluation as FER papers report it: accuracy, mean per-class accuracy (RAF-DB), confusion."""
+"""Evaluation as FER papers report it: accuracy, mean per-class accuracy (RAF-DB), confusion —
+on the clean test set and on an occluded copy of it.
+
+PASM's claim is robustness to missing facial regions, so every evaluation also scores the test
+set with one synthetic occluder per face (pasm.data.occlusion), and on SynthFER the real occluded
+split ``test_wild`` as well. Test sets are decoded once to uint8 tensors at the model's size; a
+trainer evaluates every generation on the same tensors.
+"""
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from .data import available_splits, open_dataset, parse_spec
+from .data.occlusion import OccludedDataset, occluder_kind
+from .data.synth import SynthFER
+from .errors import PasmError
+
+EVAL_SPLITS = ("test", "val")
+WILD_SPLIT = "test_wild"
 
 
 @torch.no_grad()
@@ -38,3 +54,88 @@ def classification_metrics(probs, labels, classes):
 def evaluate(model, dataset, batch_size=256, device="cpu"):
     probs, labels = predict(model, dataset, batch_size, device)
     return classification_metrics(probs, labels, dataset.classes)
+
+
+# ----------------------------------------------------------------------------------------------- test sets
+
+
+def uint8_transform(input_spec):
+    """Decode, fix the channel count and resize; kept as uint8 (4x smaller than float) until a batch is used."""
+    channels = v2.Grayscale(num_output_channels=1) if input_spec.channels == 1 else v2.RGB()
+    return v2.Compose([v2.ToImage(), channels, v2.Resize((input_spec.size, input_spec.size), antialias=True)])
+
+
+def decode_all(dataset, batch_size=256, workers=0):
+    """A non-empty data set (whose transform gives uint8 tensors) as (images (N, C, S, S) uint8, labels (N,))."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    images, labels = [], []
+    for batch, targets in loader:
+        images.append(torch.as_tensor(batch))
+        labels.append(torch.as_tensor(targets))
+    return torch.cat(images), torch.cat(labels).long()
+
+
+def default_split(spec):
+    """The split papers report: test where a data set has one, else val (AffectNet)."""
+    splits = available_splits(spec)
+    for split in EVAL_SPLITS:
+        if split in splits:
+            return split
+    raise PasmError(spec, f"no test or val split (this copy has {', '.join(splits) or 'none'}); pass --split")
+
+
+class EvalSets:
+    """A test split decoded once: clean, with synthetic occluders, and (SynthFER) its real occluded split."""
+
+    def __init__(self, spec, input_spec, split=None, occlusion_seed=0, workers=0):
+        self.spec, self.split = spec, split or default_split(spec)
+        transform = uint8_transform(input_spec)
+        clean = open_dataset(spec, self.split, transform)
+        if len(clean) == 0:
+            raise PasmError(spec, f"split {self.split!r} holds no images")
+        self.classes = clean.classes
+        self.sets = {"clean": decode_all(clean, workers=workers),
+                     "occluded": decode_all(OccludedDataset(clean, occlusion_seed, transform), workers=workers)}
+        self.occluders = [occluder_kind(i, occlusion_seed) for i in range(len(clean))]
+        if self.split == "test" and parse_spec(spec)[0] is SynthFER and WILD_SPLIT in available_splits(spec):
+            self.sets["wild"] = decode_all(open_dataset(spec, WILD_SPLIT, transform), workers=workers)
+
+    def evaluate(self, model, batch_size=256, device="cpu"):
+        """Clean metrics plus ``occluded_*`` (and ``wild_*``) accuracies, one flat JSON-ready dict."""
+        scores = {name: _probabilities(model, images, batch_size, device) for name, (images, _) in self.sets.items()}
+        clean_labels = self.sets["clean"][1]
+        metrics = {"split": self.split, **classification_metrics(scores["clean"], clean_labels, self.classes)}
+        occluded = classification_metrics(scores["occluded"], clean_labels, self.classes)
+        metrics.update(occluded_accuracy=occluded["accuracy"], occluded_mean_class_accuracy=occluded["mean_class_accuracy"],
+                       occluded_per_class_accuracy=occluded["per_class_accuracy"],
+                       occluded_accuracy_by_kind=self._by_occluder(scores["occluded"], clean_labels))
+        if "wild" in scores:
+            wild = classification_metrics(scores["wild"], self.sets["wild"][1], self.classes)
+            metrics.update(wild_accuracy=wild["accuracy"], wild_mean_class_accuracy=wild["mean_class_accuracy"])
+        return metrics
+
+    def _by_occluder(self, probs, labels):
+        correct = probs.argmax(1) == labels
+        kinds = {}
+        for i, kind in enumerate(self.occluders):
+            kinds.setdefault(kind, []).append(i)
+        return {kind: float(correct[index].float().mean()) for kind, index in sorted(kinds.items())}
+
+
+@torch.no_grad()
+def _probabilities(model, images, batch_size, device):
+    model.eval()
+    probs = [model(batch.to(device).float().div_(255)).float().softmax(1).cpu() for batch in images.split(batch_size)]
+    return torch.cat(probs)
+
+
+def evaluate_checkpoint(path, spec, split=None, batch_size=256, device="cpu", workers=0, occlusion_seed=0):
+    """What ``pasm eval`` prints: a checkpoint scored on a data set's clean and occluded test images."""
+    from .checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(path, device=device)
+    sets = EvalSets(spec, checkpoint.model.input_spec, split, occlusion_seed, workers)
+    if sets.classes != checkpoint.classes:
+        raise PasmError(spec, f"classes {sets.classes} differ from the checkpoint's {checkpoint.classes}")
+    metrics = sets.evaluate(checkpoint.model, batch_size, device)
+    return {"checkpoint": str(path), "sha256": checkpoint.sha256, "data": str(spec), **metrics}

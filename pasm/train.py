@@ -1,7 +1,61 @@
-"""Training loops, written plainly in the style of torchvision's references/ scripts."""
+"""PASM self-mining training, written plainly in the style of torchvision's references/ scripts.
+
+Generation 0 is a supervised teacher. Every later generation trains a student of the same
+architecture: before it starts, the frozen teacher mines a region per training image (the point
+attack, pasm.attack, and pasm.regions); during training each sample is replaced by its erased
+version with probability ``p``, its region moving with its augmentation, and the student learns
+from the label (cross-entropy on what it sees) and from the teacher's soft prediction on the clean
+sample (λ·τ²·KL). The student then becomes the next teacher. ``erasing`` swaps PASM's regions for
+the same-area baselines (random, attention) or none, so every arm is the same loop.
+
+A run lives in a directory (pasm.runs): it can be stopped with SIGTERM/SIGINT at the next step
+and resumed from the last complete epoch after any kill. Under ``torchrun`` it runs data-parallel.
+"""
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
 import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision import tv_tensors
+
+from . import __version__, fileio
+from .attack import AttackConfig, PointAttack
+from .checkpoints import load_checkpoint, make_meta, save_checkpoint
+from .data import available_splits, open_dataset
+from .data.synth import write_synth
+from .data.transforms import train_transform
+from .erasing import FILLS, attention_boxes, erase, random_boxes
+from .errors import PasmError
+from .evaluate import EvalSets, decode_all, default_split, uint8_transform
+from .models import ARCHITECTURES, build_model, default_input_spec
+from .regions import STRATEGIES, box_masks, locate_regions
+from .runs import Run
+
+ERASING = ("pasm", "random", "attention", "none")
+INIT_FROM = ("scratch", "teacher")
+# Learning rate and weight decay per optimizer, when not given.
+OPTIMIZERS = {"sgd": (0.05, 5e-4), "adamw": (1e-3, 0.05)}
+# Training sets up to this size (decoded at the model's size) are kept in memory as uint8.
+CACHE_BYTES = 2 << 30
+MINING_BATCH = 256
+STATUS_UPDATES_PER_EPOCH = 4
+# The app's one-click first run (about 1-2 minutes on 2 CPU cores), and a seconds-long version.
+DEMO = {"train": 1400, "test": 350, "size": 48, "epochs": 8}
+DEMO_QUICK = {"train": 140, "test": 70, "size": 32, "epochs": 2}
+
+
+# ----------------------------------------------------------------------------------------------- plain loop
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, device="cpu", label_smoothing=0.0):
@@ -23,7 +77,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, device="cpu", labe
 
 
 def fit_supervised(model, dataset, epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4, device="cpu", workers=0, log=None):
-    """A teacher trained with SGD and a per-step cosine schedule; the loss per epoch is returned."""
+    """A teacher trained with SGD and a per-step cosine schedule, without a run directory; the loss per epoch is returned."""
     model.to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=len(dataset) > batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
@@ -34,3 +88,742 @@ def fit_supervised(model, dataset, epochs=10, batch_size=64, lr=0.05, weight_dec
         if log:
             log(f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.4f}")
     return losses
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a run computes (device and workers do not, so they are not here).
+
+    ``generations`` counts the students after the teacher: 2 gives generations 0, 1 and 2.
+    ``teacher`` adopts an existing checkpoint as generation 0 instead of training one.
+    ``split`` is the evaluation split (default: test, else val). ``None`` for ``size``, ``lr`` and
+    ``weight_decay`` means the architecture's and optimizer's defaults, resolved when the config is made.
+    """
+
+    data: str
+    arch: str = "small_cnn"
+    size: int = None
+    generations: int = 1
+    epochs: int = 15
+    batch: int = 64
+    optimizer: str = "sgd"
+    lr: float = None
+    weight_decay: float = None
+    label_smoothing: float = 0.0
+    erasing: str = "pasm"
+    distill: bool = True
+    lam: float = 1.0
+    tau: float = 4.0
+    p: float = 0.5
+    init_from: str = "scratch"
+    region: str = "densest"
+    area: float = 0.1
+    fill: str = "mean"
+    max_points: int = 20
+    remine_every: int = 0
+    seed: int = 0
+    limit: int = None
+    split: str = None
+    teacher: str = None
+
+    def __post_init__(self):
+        _choice("--arch", self.arch, ARCHITECTURES)
+        _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _choice("--erasing", self.erasing, ERASING)
+        _choice("--init-from", self.init_from, INIT_FROM)
+        _choice("--region", self.region, STRATEGIES)
+        _choice("--fill", self.fill, FILLS)
+        self.data = _absolute_spec(self.data)
+        self.size = int(self.size or default_input_spec(self.arch).size)
+        default_lr, default_decay = OPTIMIZERS[self.optimizer]
+        self.lr = float(default_lr if self.lr is None else self.lr)
+        self.weight_decay = float(default_decay if self.weight_decay is None else self.weight_decay)
+        self.teacher = str(Path(self.teacher).expanduser().resolve()) if self.teacher else None
+        for option, value, low in [("--size", self.size, 16), ("--generations", self.generations, 0),
+                                   ("--epochs", self.epochs, 1), ("--batch", self.batch, 2),
+                                   ("--max-points", self.max_points, 1), ("--remine-every", self.remine_every, 0),
+                                   ("--seed", self.seed, 0), ("--limit", self.limit, 2)]:
+            if value is not None and (int(value) != value or value < low):
+                raise PasmError(f"{option} {value}", f"must be a whole number of at least {low}")
+        for option, value, ok, why in [
+            ("--lr", self.lr, self.lr > 0, "must be positive"),
+            ("--weight-decay", self.weight_decay, self.weight_decay >= 0, "must be 0 or more"),
+            ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("--lam", self.lam, self.lam >= 0, "must be 0 or more"),
+            ("--tau", self.tau, self.tau > 0, "must be positive"),
+            ("--p", self.p, 0 <= self.p <= 1, "is a probability, in [0, 1]"),
+            ("--area", self.area, 0 < self.area <= 1, "must be a fraction of the image in (0, 1]"),
+        ]:
+            if not ok:
+                raise PasmError(f"{option} {value}", why)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def trained_generations(self):
+        return range(1 if self.teacher else 0, self.generations + 1)
+
+
+def _choice(option, value, choices):
+    if value not in choices:
+        raise PasmError(f"{option} {value}", f"unknown; choose one of {', '.join(choices)}")
+
+
+def _absolute_spec(spec):
+    """``kind:relative/path`` -> ``kind:/absolute/path``, so a run resumes from any working directory."""
+    kind, sep, path = str(spec).partition(":")
+    if not sep or not path:
+        return str(spec)
+    return f"{kind}:{Path(path).expanduser().resolve()}"
+
+
+def run_config(out, options, resume):
+    """The config of run ``out``: from ``options`` for a new run; for ``--resume``, the stored one
+    with ``options`` laid over it (``train`` then refuses any that differ, naming the first)."""
+    if not resume:
+        if not options.get("data"):
+            raise PasmError("--data", "a new run needs a data set spec (e.g. synth:data/synth)")
+        return TrainConfig(**options)
+    stored = Run(out).read_config()
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(stored) - known)
+    if unknown or "data" not in stored:
+        raise PasmError(Run(out).config_path, f"not a config this version of pasm wrote (key {(unknown or ['data'])[0]!r})")
+    return TrainConfig(**{**stored, **options})
+
+
+# ----------------------------------------------------------------------------------------------- losses and erasing
+
+
+def distillation_loss(student_logits, teacher_logits, tau):
+    """τ²·KL(teacher ‖ student) at temperature τ, batch mean (Hinton et al.).
+
+    The τ² keeps the term's gradients on the scale of the cross-entropy's whatever τ is, so λ
+    alone sets the balance between label and teacher.
+    """
+    student = F.log_softmax(student_logits.float() / tau, dim=1)
+    teacher = F.log_softmax(teacher_logits.float() / tau, dim=1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * tau**2
+
+
+def erase_batch(images, masks, p, fill="mean", mean=None):
+    """Erase each sample's region with probability ``p``, one draw per sample, on the batch's device.
+
+    Returns the batch to train on and which samples were actually erased (chosen and with a
+    non-empty region: a sample the attack found no point on stays clean).
+    """
+    chosen = torch.rand(images.shape[0], device=images.device) < p
+    masks = masks & chosen.view(-1, 1, 1, 1)
+    return erase(images, masks, fill, mean), masks.flatten(1).any(1)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Per-sample transforms on 64-px tensors are tiny ops, which a thread pool only slows down
+    (10x slower with two threads than with one, measured on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class TrainingImages(Dataset):
+    """The training split at the model's size, augmented per sample together with its erasing region.
+
+    Images are uint8 (C, S, S); a set that fits in ``CACHE_BYTES`` is decoded once and kept in
+    memory, since decoding a PNG costs about as much as a small CNN's share of a training step.
+    ``regions`` (set by the trainer) is None, boxes (N, 4) or masks (N, 1, S, S); the mask goes
+    through the same torchvision v2 call as the image, so a flip or an affine jitter moves it too.
+    """
+
+    def __init__(self, dataset, input_spec, limit=None, workers=0):
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        self.labels = torch.tensor([label for _, label in dataset.samples[:count]], dtype=torch.long)
+        self.source = Subset(dataset, range(count))
+        self.size = input_spec.size
+        decoded_bytes = count * input_spec.channels * input_spec.size**2
+        self.cached = decode_all(self.source, workers=workers)[0] if decoded_bytes <= CACHE_BYTES else None
+        self.augment = train_transform(input_spec)
+        self.regions = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def clean(self, index):
+        return self.cached[index] if self.cached is not None else self.source[index][0]
+
+    def region(self, index):
+        if self.regions.dim() == 2:
+            return box_masks(self.regions[index:index + 1], self.size)[0]
+        return self.regions[index]
+
+    def __getitem__(self, index):
+        image = tv_tensors.Image(self.clean(index))
+        if self.regions is None:
+            mask = torch.zeros(1, self.size, self.size, dtype=torch.bool)
+            image = self.augment(image)
+        else:
+            image, mask = self.augment(image, tv_tensors.Mask(self.region(index)))
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), self.labels[index]
+
+    def __getitems__(self, indices):
+        with _one_thread():
+            return [self[i] for i in indices]
+
+
+class CleanImages(Dataset):
+    """(uint8 image, label) at given indices, unaugmented: what mining and the fill mean look at."""
+
+    def __init__(self, images, indices):
+        self.images, self.indices = images, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        return self.images.clean(index), self.images.labels[index]
+
+
+def _seed(*parts):
+    """A 63-bit seed from any tuple of non-negative ints: one independent stream per (run seed, generation, epoch, rank)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]) >> 1
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+
+class Distributed:
+    """The process group under torchrun (detected from the environment it sets), or a single process."""
+
+    def __init__(self, device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = _device(device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            torch_dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            torch_dist.barrier()
+
+    def any(self, flag):
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def sum(self, values):
+        if self.world > 1:
+            torch_dist.all_reduce(values)
+        return values
+
+    def gather_rows(self, rows):
+        """Every rank's equally long ``rows``, concatenated in rank order (bool travels as uint8)."""
+        if self.world == 1:
+            return rows
+        sent = rows.to(torch.uint8) if rows.dtype == torch.bool else rows
+        parts = [torch.empty_like(sent) for _ in range(self.world)]
+        torch_dist.all_gather(parts, sent)
+        return torch.cat(parts).to(rows.dtype)
+
+    def close(self):
+        if self.world > 1 and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
+def _device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PasmError(f"--device {name}", "not a device name (cpu, cuda, cuda:1 or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PasmError(f"--device {name}", "CUDA is not available on this machine")
+    return device
+
+
+def default_workers():
+    """Data-loading processes per training process: none on a 2-core machine, where they would
+    compete with the model for the cores; up to 4 where cores are plentiful."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return 0 if per_process <= 2 else min(4, per_process // 2)
+
+
+class RunStopped(Exception):
+    """SIGTERM or SIGINT arrived; the run stopped at a step boundary and can be resumed."""
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class Stopper:
+    """Turns SIGTERM/SIGINT into a flag checked at step boundaries; a second signal acts at once."""
+
+    def __init__(self, dist):
+        self.dist, self.signum = dist, None
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+
+    def check(self):
+        """Raise RunStopped on every rank once any rank was signalled (one collective per call under torchrun)."""
+        if self.dist.any(self.signum is not None):
+            raise RunStopped(self.signum or signal.SIGTERM)
+
+
+# ----------------------------------------------------------------------------------------------- the trainer
+
+
+def train(config, out, resume=False, device="auto", workers=None, keep=()):
+    """Train (or with ``resume`` continue) run ``out``; returns the summary (at once for a finished run).
+
+    ``keep`` names entries a new run directory may already hold (the demo keeps its data there).
+    Raises RunStopped after a SIGTERM/SIGINT, once the status says "stopped".
+    """
+    run = Run(out)
+    if resume:
+        run.check_resumable(config.to_dict())
+        state = run.load_state()
+        if state is not None and state["finished"] and state["generation"] == config.generations:
+            return run.read_summary()
+    else:
+        run.check_new(keep)
+    dist = Distributed(device)
+    try:
+        trainer = Trainer(config, run, dist, default_workers() if workers is None else workers)
+        dist.barrier()
+        if dist.is_main and not resume:
+            run.create(config.to_dict())
+        dist.barrier()
+        return trainer.run_all(resume)
+    finally:
+        dist.close()
+
+
+def demo(out, quick=False, device="auto", workers=None):
+    """A small SynthFER set in ``out/data`` (written once), then a small_cnn teacher and one PASM generation in ``out``."""
+    sizes = DEMO_QUICK if quick else DEMO
+    data = Path(out) / "data"
+    if not (data / "manifest.json").is_file():
+        write_synth(data, train=sizes["train"], test=sizes["test"], size=sizes["size"], seed=0)
+    config = TrainConfig(data=f"synth:{data}", arch="small_cnn", size=sizes["size"], generations=1, epochs=sizes["epochs"])
+    resume = (Path(out) / "config.json").exists()
+    return train(config, out, resume=resume, device=device, workers=workers, keep=("data",))
+
+
+class Trainer:
+    def __init__(self, config, run, dist, workers):
+        self.config, self.run, self.dist, self.workers = config, run, dist, workers
+        self.device = dist.device
+        self.input_spec = default_input_spec(config.arch, config.size)
+        self.train_split = open_dataset(config.data, "train", uint8_transform(self.input_spec))
+        if len(self.train_split) < 2 * dist.world:
+            raise PasmError(config.data, f"the train split has {len(self.train_split)} images; training needs at least {2 * dist.world}")
+        self.classes = self.train_split.classes
+        self.eval_split = config.split or default_split(config.data)
+        if self.eval_split not in available_splits(config.data):
+            raise PasmError(config.data, f"no split {self.eval_split!r} to evaluate on (--split)")
+        if config.teacher:
+            self._check_teacher(config.teacher)
+        self.stopper = Stopper(dist)
+        self.records, self.generations = [], []
+        self.step_seconds, self.steps_here = 0.0, 0
+        self.images = self.eval_sets = None
+        self.tty = sys.stderr.isatty()
+
+    def _check_teacher(self, path):
+        teacher = load_checkpoint(path)
+        meta = teacher.meta
+        for what, have, want in [("architecture", meta["arch"], self.config.arch),
+                                 ("input size", meta["input"]["size"], self.input_spec.size),
+                                 ("channels", meta["input"]["channels"], self.input_spec.channels),
+                                 ("classes", meta["classes"], self.classes)]:
+            if have != want:
+                raise PasmError(path, f"the teacher's {what} is {have}, but this run's is {want}")
+
+    # -------------------------------------------------------------------- the whole run
+
+    def run_all(self, resume):
+        with self.stopper.installed():
+            try:
+                self._status(state="running", phase="loading", error=None)
+                state = self.run.load_state() if resume else None
+                self._load_data()
+                return self._generations(state)
+            except (RunStopped, KeyboardInterrupt):
+                self._status(state="stopped", phase=None)
+                self._say(f"stopped; continue with: python -m pasm train --out {self.run.path} --resume")
+                raise
+            except BaseException as e:
+                self._status(state="failed", phase=None, error=_one_line(e))
+                raise
+
+    def _load_data(self):
+        started = time.monotonic()
+        self.images = TrainingImages(self.train_split, self.input_spec, self.config.limit, self.workers)
+        self.fill_mean = self._channel_mean()
+        if self.dist.is_main:
+            self.eval_sets = EvalSets(self.config.data, self.input_spec, self.eval_split, workers=self.workers)
+        self.sampler_length = math.ceil(len(self.images) / self.dist.world)
+        self.drop_last = self.sampler_length >= self.config.batch
+        self.steps_per_epoch = (self.sampler_length // self.config.batch if self.drop_last
+                                else math.ceil(self.sampler_length / self.config.batch))
+        self.total_steps = len(self.config.trained_generations) * self.config.epochs * self.steps_per_epoch
+        self._say(f"data: {len(self.images)} training images ({'in memory' if self.images.cached is not None else 'read per epoch'}), "
+                  f"{self.steps_per_epoch} steps per epoch on {self.dist.world} process(es), {self.device}; "
+                  f"loaded in {time.monotonic() - started:.1f}s")
+
+    def _channel_mean(self):
+        """The training images' mean colour, the ``mean`` fill (from up to 2048 images)."""
+        count = min(len(self.images), 2048)
+        loader = DataLoader(CleanImages(self.images, range(count)), batch_size=MINING_BATCH, num_workers=self._loader_workers())
+        total = sum(batch.double().sum(dim=(0, 2, 3)) for batch, _ in loader)
+        return (total / (count * self.input_spec.size**2 * 255)).float().tolist()
+
+    def _loader_workers(self):
+        return 0 if self.images.cached is not None else self.workers
+
+    def _generations(self, state):
+        first = 0
+        if state is not None:
+            self.records, self.generations = list(state["records"]), list(state["generations"])
+            first = state["generation"] + (1 if state["finished"] else 0)
+            if self.dist.is_main:
+                self.run.write_metrics(self.records)
+        for generation in range(first, self.config.generations + 1):
+            resumed = state if state is not None and state["generation"] == generation and not state["finished"] else None
+            self._generation(generation, resumed)
+        self._status(state="done", phase=None, progress=1.0, eta_seconds=0)
+        self._say(f"done: {self.run.path / 'summary.json'}")
+        return self.summary()
+
+    def summary(self):
+        return {"data": self.config.data, "split": self.eval_split, "classes": self.classes,
+                "generations": self.generations}
+
+    # -------------------------------------------------------------------- one generation
+
+    def _generation(self, g, resumed):
+        cfg = self.config
+        if g == 0 and cfg.teacher:
+            self._adopt_teacher()
+            return
+        teacher, teacher_sha = self._teacher(g)
+        model = self._fresh_model(teacher)
+        optimizer, scheduler = self._optimizer(model)
+        regions, mining, mining_seconds, first_epoch = None, None, 0.0, 0
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+            regions, mining, mining_seconds = resumed["regions"], resumed["mining"], resumed["mining_seconds"]
+            first_epoch = resumed["epoch"]
+            self._say(f"generation {g}: resuming after epoch {first_epoch}/{cfg.epochs}")
+        elif self._mines(g):
+            started = time.monotonic()
+            regions, mining = self._mine(teacher, g, 0)
+            mining_seconds = time.monotonic() - started
+            self._save_state(g, 0, model, optimizer, scheduler, regions, mining, mining_seconds)
+        parallel = self._parallel(model)
+        for epoch in range(first_epoch, cfg.epochs):
+            remined = None
+            if self._mines(g) and cfg.remine_every and epoch > 0 and epoch % cfg.remine_every == 0:
+                started = time.monotonic()
+                regions, remined = self._mine(model, g, epoch)
+                mining_seconds += time.monotonic() - started
+            if g > 0 and cfg.erasing == "random":
+                generator = torch.Generator().manual_seed(_seed(cfg.seed, g, epoch, 1))
+                regions = random_boxes(len(self.images), self.input_spec.size, cfg.area, generator)
+            record = self._train_epoch(parallel, teacher, regions, g, epoch, optimizer, scheduler)
+            if remined is not None:
+                record["mining"] = remined
+            self.records.append(record)
+            kept = regions if self._mines(g) else None
+            self._save_state(g, epoch + 1, model, optimizer, scheduler, kept, mining, mining_seconds)
+            if self.dist.is_main:
+                self.run.write_metrics(self.records)
+        self._finish(g, model, teacher_sha, mining, mining_seconds)
+
+    def _mines(self, g):
+        return g > 0 and self.config.erasing in ("pasm", "attention")
+
+    def _teacher(self, g):
+        """The previous generation, frozen in eval mode, and its file's hash (the student's parent)."""
+        if g == 0:
+            return None, None
+        checkpoint = load_checkpoint(self.run.checkpoint_path(g - 1), device=self.device)
+        checkpoint.model.requires_grad_(False)
+        return checkpoint.model, checkpoint.sha256
+
+    def _fresh_model(self, teacher):
+        """Every generation starts from the same seed (so gen 0's initial weights), or from the teacher."""
+        torch.manual_seed(self.config.seed)
+        model = build_model(self.config.arch, len(self.classes), self.input_spec)
+        if teacher is not None and self.config.init_from == "teacher":
+            model.load_state_dict(teacher.state_dict())
+        return model.to(self.device)
+
+    def _optimizer(self, model):
+        cfg = self.config
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * self.steps_per_epoch)
+        return optimizer, scheduler
+
+    def _parallel(self, model):
+        if self.dist.world == 1:
+            return model
+        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # -------------------------------------------------------------------- mining
+
+    def _mine(self, model, g, epoch):
+        """A region per training image from ``model``'s point attack (or Grad-CAM), each rank mining its share."""
+        cfg = self.config
+        self._status(phase="mining", generation=g, epoch=epoch)
+        count = len(self.images)
+        share = math.ceil(count / self.dist.world)
+        # Every rank mines the same number of rows (the last one wraps around), so collectives line up.
+        indices = [i % count for i in range(self.dist.rank * share, (self.dist.rank + 1) * share)]
+        loader = DataLoader(CleanImages(self.images, indices), batch_size=MINING_BATCH, num_workers=self._loader_workers())
+        attack = PointAttack(model, AttackConfig(max_points=cfg.max_points))
+        regions, attempts = [], []
+        for images, labels in loader:
+            self.stopper.check()
+            images, labels = images.to(self.device).float().div_(255), labels.to(self.device)
+            if cfg.erasing == "attention":
+                regions.append(attention_boxes(model, images, labels, cfg.area))
+                continue
+            result = attack(images, labels)
+            found = locate_regions(result.points, result.num_points, self.input_spec.size, cfg.region, cfg.area)
+            regions.append(found.masks if cfg.region == "disks" else found.boxes)
+            attempts.append(torch.stack([result.num_points, result.points_to_flip], dim=1))
+        regions = self.dist.gather_rows(torch.cat(regions))[:count].cpu()
+        stats = self._mining_stats(self.dist.gather_rows(torch.cat(attempts))[:count].cpu() if attempts else None)
+        self._say(f"generation {g}: mined {count} regions with the {'student' if epoch else 'teacher'} ({cfg.erasing}"
+                  + (f"; {stats['flipped']:.0%} flipped, {stats['mean_points_to_flip']:.1f} points on average" if attempts else "") + ")")
+        return regions, stats
+
+    @staticmethod
+    def _mining_stats(attempts):
+        """How the attack went: share of images it flipped, points it needed, share with no region."""
+        if attempts is None:
+            return {"images": 0}
+        num_points, points_to_flip = attempts[:, 0], attempts[:, 1]
+        flipped = points_to_flip > 0
+        return {
+            "images": len(attempts),
+            "flipped": float(flipped.float().mean()),
+            "mean_points_to_flip": float(points_to_flip[flipped].float().mean()) if flipped.any() else 0.0,
+            "misclassified": float((points_to_flip == 0).float().mean()),
+            "no_region": float((num_points == 0).float().mean()),
+        }
+
+    # -------------------------------------------------------------------- training
+
+    def _train_epoch(self, model, teacher, regions, g, epoch, optimizer, scheduler):
+        cfg = self.config
+        torch.manual_seed(_seed(cfg.seed, g, epoch, self.dist.rank + 2))
+        self.images.regions = regions
+        sampler = DistributedSampler(self.images, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True,
+                                     seed=_seed(cfg.seed, g) >> 32)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(self.images, batch_size=cfg.batch, sampler=sampler, num_workers=self.workers,
+                            drop_last=self.drop_last, pin_memory=self.device.type == "cuda")
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        erasing = g > 0 and cfg.erasing != "none"
+        distilling = teacher is not None and cfg.distill
+        sums = torch.zeros(5, device=self.device)  # loss, ce, kd, erased, correct; summed over samples
+        seen = 0
+        every = max(1, self.steps_per_epoch // STATUS_UPDATES_PER_EPOCH)
+        model.train()
+        self._status(phase="training", generation=g, epoch=epoch, step=0)
+        started = tick = time.monotonic()
+        bar = self._progress_bar(g, epoch)
+        for step, (images, masks, labels) in enumerate(loader):
+            self.stopper.check()
+            images, masks, labels = (t.to(self.device, non_blocking=True) for t in (images, masks, labels))
+            inputs, erased = erase_batch(images, masks, cfg.p, cfg.fill, self.fill_mean) if erasing else (images, None)
+            logits = model(inputs)
+            ce = criterion(logits, labels)
+            kd = torch.zeros((), device=self.device)
+            if distilling:
+                with torch.no_grad():
+                    teacher_logits = teacher(images)
+                kd = distillation_loss(logits, teacher_logits, cfg.tau)
+            loss = ce + cfg.lam * kd
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            n = len(labels)
+            sums += torch.stack([loss.detach() * n, ce.detach() * n, kd.detach() * n,
+                                 erased.sum() if erased is not None else torch.zeros((), device=self.device),
+                                 (logits.detach().argmax(1) == labels).sum()]).float()
+            seen += n
+            now = time.monotonic()
+            self.step_seconds, self.steps_here, tick = self.step_seconds + now - tick, self.steps_here + 1, now
+            if bar is not None:
+                bar.update(1)
+            if (step + 1) % every == 0:
+                self._status(phase="training", generation=g, epoch=epoch, step=step + 1)
+        if bar is not None:
+            bar.close()
+        sums = self.dist.sum(torch.cat([sums, torch.tensor([float(seen)], device=self.device)]))
+        loss, ce, kd, erased, correct = (sums[:5] / sums[5].clamp(min=1)).tolist()
+        record = {"kind": "epoch", "generation": g, "epoch": epoch + 1, "loss": loss, "ce": ce, "kd": kd,
+                  "train_accuracy": correct, "erased_fraction": erased, "lr": scheduler.get_last_lr()[0],
+                  "seconds": time.monotonic() - started}
+        self._say(f"generation {g} epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} (ce {ce:.4f}, kd {kd:.4f}), "
+                  f"train accuracy {correct:.3f}, erased {erased:.2f}, lr {record['lr']:.4g}, {record['seconds']:.1f}s")
+        return record
+
+    # -------------------------------------------------------------------- the end of a generation
+
+    def _finish(self, g, model, teacher_sha, mining, mining_seconds):
+        """Evaluate, write the checkpoint and the summary; only then is the generation finished."""
+        cfg = self.config
+        if self.dist.is_main:
+            self._status(phase="evaluating", generation=g, epoch=cfg.epochs, step=0)
+            started = time.monotonic()
+            metrics = self.eval_sets.evaluate(model, device=self.device)
+            eval_seconds = time.monotonic() - started
+            arm = {"erasing": cfg.erasing if g > 0 else "none", "distill": cfg.distill and g > 0}
+            meta = make_meta(model, self.classes, generation=g, parent_hash=teacher_sha,
+                             train_config={**cfg.to_dict(), "generation": g, **arm},
+                             metrics={"data": cfg.data, **metrics},
+                             provenance={"run": str(self.run.path.resolve()), "pasm": __version__})
+            sha = save_checkpoint(self.run.checkpoint_path(g), model, meta)
+            train_seconds = sum(r["seconds"] for r in self.records if r["kind"] == "epoch" and r["generation"] == g)
+            seconds = {"mining": mining_seconds, "train": train_seconds, "eval": eval_seconds}
+            self._record_generation(g, sha, teacher_sha, metrics, arm, seconds, mining)
+        self.dist.barrier()
+
+    def _adopt_teacher(self):
+        """Generation 0 from ``--teacher``: the file is copied unchanged, so its hash is the students' parent hash."""
+        self._status(phase="evaluating", generation=0, epoch=0, step=0)
+        if self.dist.is_main:
+            fileio.write_bytes(self.run.checkpoint_path(0), Path(self.config.teacher).read_bytes())
+            checkpoint = load_checkpoint(self.run.checkpoint_path(0), device=self.device)
+            started = time.monotonic()
+            metrics = self.eval_sets.evaluate(checkpoint.model, device=self.device)
+            seconds = {"mining": 0.0, "train": 0.0, "eval": time.monotonic() - started}
+            arm = {"erasing": "none", "distill": False, "source": self.config.teacher}
+            self._record_generation(0, checkpoint.sha256, checkpoint.meta.get("parent_hash"), metrics, arm, seconds, None)
+        self.dist.barrier()
+
+    def _record_generation(self, g, sha, parent_hash, metrics, arm, seconds, mining):
+        scores = {"test_accuracy": metrics["accuracy"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+                  "occluded_accuracy": metrics["occluded_accuracy"],
+                  "occluded_mean_class_accuracy": metrics["occluded_mean_class_accuracy"]}
+        if "wild_accuracy" in metrics:
+            scores.update(wild_accuracy=metrics["wild_accuracy"], wild_mean_class_accuracy=metrics["wild_mean_class_accuracy"])
+        entry = {"index": g, "checkpoint": self.run.checkpoint_name(g), "sha256": sha, "parent_hash": parent_hash,
+                 **arm, **scores, "per_class_accuracy": metrics["per_class_accuracy"],
+                 "occluded_accuracy_by_kind": metrics["occluded_accuracy_by_kind"], "mining": mining, "seconds": seconds}
+        self.generations = [e for e in self.generations if e["index"] != g] + [entry]
+        self.records = [r for r in self.records if not (r["kind"] == "generation" and r["generation"] == g)]
+        self.records.append({"kind": "generation", "generation": g, **scores, "confusion": metrics["confusion"],
+                             "mining": mining, "seconds": seconds})
+        self.run.write_summary(self.summary())
+        self.run.write_metrics(self.records)
+        self.run.save_state({"generation": g, "epoch": self.config.epochs, "finished": True,
+                             "records": self.records, "generations": self.generations})
+        extra = f", wild {scores['wild_accuracy']:.3f}" if "wild_accuracy" in scores else ""
+        self._say(f"generation {g}: test accuracy {scores['test_accuracy']:.3f}, mean class accuracy "
+                  f"{scores['mean_class_accuracy']:.3f}, occluded {scores['occluded_accuracy']:.3f}{extra} "
+                  f"-> {self.run.checkpoint_name(g)}")
+
+    # -------------------------------------------------------------------- bookkeeping
+
+    def _save_state(self, g, epoch, model, optimizer, scheduler, regions, mining, mining_seconds):
+        """Everything --resume needs to continue after epoch ``epoch`` (0: just after mining), as tensors and plain values."""
+        if self.dist.is_main:
+            self.run.save_state({"generation": g, "epoch": epoch, "finished": False, "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                 "regions": regions, "mining": mining, "mining_seconds": mining_seconds,
+                                 "records": self.records, "generations": self.generations})
+
+    def _status(self, **fields):
+        if not self.dist.is_main:
+            return
+        if "generation" in fields:
+            done = self._steps_done(fields["generation"], fields.get("epoch", 0), fields.get("step", 0))
+            fields["progress"] = round(done / max(self.total_steps, 1), 4)
+            fields["eta_seconds"] = self._eta(done)
+        self.run.write_status(**fields)
+
+    def _steps_done(self, g, epoch, step):
+        before = sum(1 for trained in self.config.trained_generations if trained < g)
+        current = min(epoch, self.config.epochs) if g in self.config.trained_generations else 0
+        return (before * self.config.epochs + current) * self.steps_per_epoch + step
+
+    def _eta(self, done):
+        """Remaining steps at this process's pace (data loading included); None until a step was timed."""
+        if not self.steps_here:
+            return None
+        return round((self.total_steps - done) * self.step_seconds / self.steps_here)
+
+    def _say(self, line):
+        """A progress line: into train.log, and to stderr (through tqdm when a bar may be showing)."""
+        if not self.dist.is_main:
+            return
+        self.run.log(f"{time.strftime('%H:%M:%S')} {line}")
+        if self.tty and _tqdm() is not None:
+            _tqdm().write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def _progress_bar(self, g, epoch):
+        tqdm = _tqdm() if self.tty and self.dist.is_main else None
+        if tqdm is None:
+            return None
+        return tqdm(total=self.steps_per_epoch, desc=f"gen {g} epoch {epoch + 1}/{self.config.epochs}", leave=False,
+                    file=sys.stderr)
+
+
+def _tqdm():
+    """tqdm for the terminal, if installed (the core does not require it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _one_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,107 @@
+import json
+import os
+
+import pytest
+import torch
+
+from pasm.errors import PasmError
+from pasm.runs import Run
+
+CONFIG = {"data": "synth:/data/synth", "epochs": 3, "lam": 1.0, "arch": "small_cnn"}
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = Run(tmp_path / "run")
+    run.create(CONFIG)
+    return run
+
+
+def test_config_round_trip_and_resume_check(run):
+    assert run.read_config() == CONFIG
+    run.check_resumable(dict(CONFIG))
+    with pytest.raises(PasmError, match="lam is 0.5 now but 1.0"):
+        run.check_resumable({**CONFIG, "lam": 0.5})
+    with pytest.raises(PasmError, match="config mismatch on resume: seed"):
+        run.check_resumable({**CONFIG, "seed": 1})
+
+
+def test_a_new_run_needs_an_empty_directory(tmp_path):
+    Run(tmp_path / "missing").check_new()
+    (tmp_path / "empty").mkdir()
+    Run(tmp_path / "empty").check_new()
+    launched = tmp_path / "launched"
+    launched.mkdir()
+    (launched / "job.log").write_text("starting\n")  # what pasm.jobs puts there before the trainer runs
+    Run(launched).check_new()
+    (launched / "data").mkdir()
+    with pytest.raises(PasmError, match="not empty"):
+        Run(launched).check_new()
+    Run(launched).check_new(keep=("data",))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PasmError, match="not a directory"):
+        Run(tmp_path / "file").check_new()
+
+
+def test_an_existing_run_is_never_taken_for_a_new_one(run):
+    with pytest.raises(PasmError, match="--resume"):
+        run.check_new()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "no config.json"),
+    ('{"format": "pasm-run", "version": 1, "con', "truncated"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"format": "other", "config": {}}', "not a pasm run config"),
+    ('{"format": "pasm-run", "version": 99, "config": {}}', "unsupported run version 99"),
+])
+def test_damaged_or_foreign_configs_are_refused(tmp_path, content, reason):
+    (tmp_path / "run").mkdir()
+    if content is not None:
+        (tmp_path / "run" / "config.json").write_text(content)
+    with pytest.raises(PasmError, match=reason) as error:
+        Run(tmp_path / "run").read_config()
+    assert "\n" not in str(error.value)
+
+
+def test_status_merges_fields_and_names_the_process(run):
+    run.write_status(state="running", generation=0, progress=0.1)
+    run.write_status(progress=0.2)
+    status = json.loads(run.status_path.read_text())
+    assert status["state"] == "running" and status["generation"] == 0 and status["progress"] == 0.2
+    assert status["pid"] == os.getpid() and status["updated"]
+    assert Run(run.path).read_status() == status
+    later = Run(run.path)  # a resumed process starts from what is on disk
+    later.write_status(state="stopped")
+    assert later.read_status()["generation"] == 0
+
+
+def test_a_truncated_status_is_refused_on_resume(run):
+    run.write_status(state="running")
+    run.status_path.write_text('{"state": "runn')
+    with pytest.raises(PasmError, match="status.json: damaged"):
+        run.check_resumable(CONFIG)
+    run.status_path.write_text('{"state": "sleeping"}')
+    with pytest.raises(PasmError, match="not a run status"):
+        run.read_status()
+
+
+def test_log_and_metrics_are_whole_files(run):
+    run.log("first")
+    Run(run.path).log("second")  # another process appends after the first one's lines
+    assert run.log_path.read_text() == "first\nsecond\n"
+    run.write_metrics([{"kind": "epoch", "epoch": 1}, {"kind": "epoch", "epoch": 2}])
+    assert [json.loads(line)["epoch"] for line in run.metrics_path.read_text().splitlines()] == [1, 2]
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_state_holds_only_data(run):
+    assert run.load_state() is None
+    state = {"generation": 1, "epoch": 2, "finished": False, "model": {"w": torch.ones(2)}, "regions": None,
+             "records": [{"kind": "epoch", "loss": 0.5, "mining": {"flipped": 0.9}}]}
+    run.save_state(state)
+    loaded = run.load_state()
+    assert loaded["records"] == state["records"] and torch.equal(loaded["model"]["w"], torch.ones(2))
+    run.state_path.write_bytes(run.state_path.read_bytes()[:50])
+    with pytest.raises(PasmError, match="state.pt: unreadable resume state"):
+        run.load_state()

@@ -145,7 +145,11 @@ def test_gradcam_and_saliency_on_small_cnn_leave_the_model_alone():
         maps = method.attribute(images, torch.tensor([0, 1, 3]))
         assert maps.shape == (3, 1, SIZE, SIZE)
         assert maps.min() >= 0 and maps.max() <= 1
-        assert torch.allclose(maps.flatten(1).amax(dim=1), torch.ones(3))
+        peaks = maps.flatten(1).amax(dim=1)
+        # normalised per image; on an untrained net Grad-CAM's ReLU may leave a map all zero
+        assert (((peaks - 1).abs() < 1e-5) | (peaks == 0)).all()
+        if isinstance(method, SaliencyMap):
+            assert torch.allclose(peaks, torch.ones(3))
         assert not maps.requires_grad
         assert not model.training
         assert all(p.grad is None for p in model.parameters())

@@ -40,3 +40,12 @@ def trained_teacher(synth_set):
     model = build_model("small_cnn", 7, InputSpec(32, 3))
     fit_supervised(model, TensorDataset(images, labels), epochs=8, batch_size=64, lr=0.05)
     return model.eval()
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """An empty runs directory that the app and pasm.jobs use (PASM_RUNS)."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("PASM_RUNS", str(root))
+    return root

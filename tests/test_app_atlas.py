@@ -16,6 +16,7 @@ from pasm.faces import REGIONS, align_face, detect_faces
 from pasm.images import read_image
 from pasm.models import InputSpec, build_model
 from ui import analysis, state
+from app_helpers import no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Data_atlas.py"
 
@@ -41,10 +42,6 @@ def demo(runs):
 
 def page():
     return AppTest.from_file(str(PAGE), default_timeout=60)
-
-
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def chart_titles(at):

@@ -14,6 +14,7 @@ from pasm.faces import REGIONS, align_face, detect_faces
 from pasm.images import read_image
 from pasm.models import InputSpec, build_model
 from ui import analysis, state
+from app_helpers import chart_titles, no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "1_Attack_explorer.py"
 CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
@@ -39,20 +40,10 @@ def page():
     return AppTest.from_file(str(PAGE), default_timeout=60)
 
 
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
-
-
 def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
-def chart_titles(at):
-    titles = []
-    for chart in at.get("plotly_chart"):
-        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
-        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
-    return titles
 
 
 def upload(at, name, data, mime="image/png"):

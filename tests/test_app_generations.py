@@ -11,6 +11,7 @@ from pasm.data.synth import CLASSES, write_synth
 from pasm.mining import RegionConfig
 from test_app_runs import write_tiny_run
 from ui import state
+from app_helpers import chart_titles, no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "2_Generations.py"
 RESULTS = "_pasm_results_generations"
@@ -23,28 +24,10 @@ def synth_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
-
-
 def page():
     return AppTest.from_file(str(PAGE), default_timeout=120).run()
 
 
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def chart_titles(at):
-    titles = []
-    for chart in at.get("plotly_chart"):
-        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
-        titles.append(title.get("text", "") if isinstance(title, dict) else str(title) if title else "")
-    return titles
 
 
 def compare(at):

@@ -16,17 +16,10 @@ from pasm.checkpoints import load_checkpoint, make_meta, read_metadata, save_che
 from pasm.errors import CheckpointError
 from pasm.models import InputSpec, build_model
 from ui import state
+from app_helpers import no_exception
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
 
 
 def tiny_model(classes=CLASSES):
@@ -47,10 +40,6 @@ def app():
 
 def button(at, label):
     return next(b for b in at.button if b.label == label)
-
-
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
 
 
 class _RunsCode:

@@ -16,6 +16,7 @@ from pasm.models import InputSpec, build_model
 from pasm.runs import Run
 from pasm.study import write_study
 from ui import figures, state
+from app_helpers import chart_titles, no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Runs.py"
 
@@ -47,28 +48,10 @@ def write_tiny_run(path, generations=2, data="synth:/nowhere", erasing="pasm", s
     return run
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
-
-
 def page():
     return AppTest.from_file(str(PAGE), default_timeout=60).run()
 
 
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def chart_titles(at):
-    titles = []
-    for chart in at.get("plotly_chart"):
-        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
-        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
-    return titles
 
 
 def choose(at, label):

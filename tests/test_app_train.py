@@ -12,6 +12,8 @@ from pasm.data.synth import write_synth
 from pasm.runs import Run
 from ui import state
 
+from app_helpers import no_exception
+
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Train.py"
 
 # A stand-in trainer for the buttons' tests: "running" until SIGTERM, then "stopped"; with --resume it finishes.
@@ -60,10 +62,6 @@ def tiny_synth(tmp_path_factory):
 
 def page():
     return AppTest.from_file(str(PAGE), default_timeout=60).run()
-
-
-def no_exception(at):
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def widget(widgets, label):

@@ -52,18 +52,24 @@ def measure(data, work, args):
         teacher = str(work / "teacher" / "gen0.safetensors")
     else:
         teacher_seconds = None
-    runs = {"none": [], "pasm": []}
+    runs, cpu = {"none": [], "pasm": []}, {"none": [], "pasm": []}
     for repeat in range(args.repeats):
         for arm in runs:
             config = TrainConfig(data=data, generations=1, epochs=args.epochs, erasing=arm, teacher=teacher)
+            started = time.process_time()
             summary = train(config, work / f"{arm}-{repeat}", workers=args.workers)
+            cpu[arm].append(time.process_time() - started)
             runs[arm].append(summary["generations"][1])
     seconds = {arm: _median_seconds(entries) for arm, entries in runs.items()}
     cost = {arm: s["mining"] + s["train"] for arm, s in seconds.items()}
+    cpu = {arm: sorted(values)[len(values) // 2] for arm, values in cpu.items()}
     return {
         "what": "wall time of one student generation, PASM vs no erasing, same teacher, same epochs",
         "ratio": round(cost["pasm"] / cost["none"], 3),
         "ratio_with_eval": round((cost["pasm"] + seconds["pasm"]["eval"]) / (cost["none"] + seconds["none"]["eval"]), 3),
+        # CPU time of the whole run (loading and evaluation included): robust to other load on the machine
+        "cpu_ratio": round(cpu["pasm"] / cpu["none"], 3),
+        "cpu_seconds": {arm: round(v, 1) for arm, v in cpu.items()},
         "seconds": {arm: {k: round(v, 1) for k, v in s.items()} for arm, s in seconds.items()},
         "mining": runs["pasm"][0]["mining"],
         "accuracy": {arm: [round(e["test_accuracy"], 4) for e in entries] for arm, entries in runs.items()},

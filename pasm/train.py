@@ -210,17 +210,6 @@ def distillation_loss(student_logits, teacher_logits, tau):
     return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * tau**2
 
 
-def erase_batch(images, masks, p, fill="mean", mean=None):
-    """Erase each sample's region with probability ``p``, one draw per sample, on the batch's device.
-
-    Returns the batch to train on and which samples were actually erased (chosen and with a
-    non-empty region: a sample the attack found no point on stays clean).
-    """
-    chosen = torch.rand(images.shape[0], device=images.device) < p
-    masks = masks & chosen.view(-1, 1, 1, 1)
-    return erase(images, masks, fill, mean), masks.flatten(1).any(1)
-
-
 # ----------------------------------------------------------------------------------------------- data
 
 
@@ -237,12 +226,16 @@ def _one_thread():
 
 
 class TrainingImages(Dataset):
-    """The training split at the model's size, augmented per sample together with its erasing region.
+    """The training split at the model's size, augmented per sample together with its erasing mask.
 
     Images are uint8 (C, S, S); a set that fits in ``CACHE_BYTES`` is decoded once and kept in
     memory, since decoding a PNG costs about as much as a small CNN's share of a training step.
-    ``regions`` (set by the trainer) is None, boxes (N, 4) or masks (N, 1, S, S); the mask goes
+    ``regions`` (set by the trainer) is None, boxes (N, 4) or masks (N, 1, S, S). Each time a
+    sample is loaded it is chosen for erasing with probability ``p``; a chosen sample's region goes
     through the same torchvision v2 call as the image, so a flip or an affine jitter moves it too.
+    The mask comes back empty for a sample not chosen or without a region (the attack found no
+    point on it): deciding here, not in the training step, spares the others the mask's transform,
+    which costs nearly as much as the image's. The step then erases the whole batch at once.
     """
 
     def __init__(self, dataset, input_spec, limit=None, workers=0):
@@ -253,7 +246,7 @@ class TrainingImages(Dataset):
         decoded_bytes = count * input_spec.channels * input_spec.size**2
         self.cached = decode_all(self.source, workers=workers)[0] if decoded_bytes <= CACHE_BYTES else None
         self.augment = train_transform(input_spec)
-        self.regions = None
+        self.regions, self.p = None, 0.0
 
     def __len__(self):
         return len(self.labels)
@@ -262,17 +255,22 @@ class TrainingImages(Dataset):
         return self.cached[index] if self.cached is not None else self.source[index][0]
 
     def region(self, index):
+        """The sample's region as a (1, S, S) mask, or None when it has none."""
         if self.regions.dim() == 2:
-            return box_masks(self.regions[index:index + 1], self.size)[0]
-        return self.regions[index]
+            box = self.regions[index]
+            return box_masks(box[None], self.size)[0] if box[2] > box[0] else None
+        mask = self.regions[index]
+        return mask if mask.any() else None
 
     def __getitem__(self, index):
         image = tv_tensors.Image(self.clean(index))
-        if self.regions is None:
+        chosen = self.regions is not None and bool(torch.rand(()) < self.p)
+        region = self.region(index) if chosen else None
+        if region is None:
             mask = torch.zeros(1, self.size, self.size, dtype=torch.bool)
             image = self.augment(image)
         else:
-            image, mask = self.augment(image, tv_tensors.Mask(self.region(index)))
+            image, mask = self.augment(image, tv_tensors.Mask(region))
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), self.labels[index]
 
     def __getitems__(self, indices):
@@ -657,7 +655,7 @@ class Trainer:
     def _train_epoch(self, model, teacher, regions, g, epoch, optimizer, scheduler):
         cfg = self.config
         torch.manual_seed(_seed(cfg.seed, g, epoch, self.dist.rank + 2))
-        self.images.regions = regions
+        self.images.regions, self.images.p = regions, cfg.p
         sampler = DistributedSampler(self.images, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True,
                                      seed=_seed(cfg.seed, g) >> 32)
         sampler.set_epoch(epoch)
@@ -676,7 +674,7 @@ class Trainer:
         for step, (images, masks, labels) in enumerate(loader):
             self.stopper.check()
             images, masks, labels = (t.to(self.device, non_blocking=True) for t in (images, masks, labels))
-            inputs, erased = erase_batch(images, masks, cfg.p, cfg.fill, self.fill_mean) if erasing else (images, None)
+            inputs = erase(images, masks, cfg.fill, self.fill_mean) if erasing else images
             logits = model(inputs)
             ce = criterion(logits, labels)
             kd = torch.zeros((), device=self.device)
@@ -690,8 +688,7 @@ class Trainer:
             optimizer.step()
             scheduler.step()
             n = len(labels)
-            sums += torch.stack([loss.detach() * n, ce.detach() * n, kd.detach() * n,
-                                 erased.sum() if erased is not None else torch.zeros((), device=self.device),
+            sums += torch.stack([loss.detach() * n, ce.detach() * n, kd.detach() * n, masks.flatten(1).any(1).sum(),
                                  (logits.detach().argmax(1) == labels).sum()]).float()
             seen += n
             now = time.monotonic()

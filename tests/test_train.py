@@ -16,7 +16,7 @@ from pasm.data.synth import CLASSES, write_synth
 from pasm.evaluate import uint8_transform
 from pasm.models import InputSpec, build_model
 from pasm.regions import box_masks
-from pasm.train import TrainConfig, TrainingImages, distillation_loss, erase_batch, train
+from pasm.train import TrainConfig, TrainingImages, distillation_loss, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,20 +69,22 @@ def test_distillation_loss_pulls_the_student_toward_the_teacher():
     assert (student.grad[:, 2] < 0).all()  # descending the gradient raises the teacher's class
 
 
-def test_samples_are_erased_at_rate_p():
+def test_samples_are_erased_at_rate_p(synth):
+    """Count over many loads: a sample comes with its region at rate p, and never without a region."""
+    spec = InputSpec(16, 3)
+    images = TrainingImages(open_dataset(synth, "train", uint8_transform(spec)), spec)
+    boxes = torch.tensor([[2, 2, 8, 8]]).repeat(len(images), 1)
+    boxes[:6] = 0  # no region found for these: they must stay clean
+    images.regions, images.p = boxes, 0.3
     torch.manual_seed(0)
-    images = torch.ones(4000, 3, 8, 8)
-    masks = torch.zeros(4000, 1, 8, 8, dtype=torch.bool)
-    masks[:, :, 2:5, 2:5] = True
-    masks[:500] = False  # no region found for these: they must stay clean
-    out, erased = erase_batch(images, masks, p=0.3, fill="zeros")
-    changed = (out != images).flatten(1).any(1)
-    assert torch.equal(changed, erased)
-    assert not erased[:500].any()
-    assert abs(erased[500:].float().mean().item() - 0.3) < 0.05
-    assert (out[erased][:, :, 2:5, 2:5] == 0).all() and (out[erased][:, :, :2] == 1).all()
-    assert not erase_batch(images, masks, p=0.0)[1].any()
-    assert erase_batch(images, masks, p=1.0)[1][500:].all()
+    loads = [images.__getitems__(list(range(len(images)))) for _ in range(40)]
+    erased = torch.stack([torch.stack([mask.any() for _, mask, _ in batch]) for batch in loads])
+    assert not erased[:, :6].any()
+    assert abs(erased[:, 6:].float().mean().item() - 0.3) < 0.05
+    images.p = 0.0
+    assert not any(mask.any() for _, mask, _ in images.__getitems__(list(range(len(images)))))
+    images.p = 1.0
+    assert all(mask.any() for _, mask, _ in images.__getitems__(list(range(6, len(images)))))
 
 
 def test_the_region_follows_the_augmentation(synth):
@@ -91,7 +93,7 @@ def test_the_region_follows_the_augmentation(synth):
     spec = InputSpec(32, 3)
     images = TrainingImages(open_dataset(synth, "train", uint8_transform(spec)), spec)
     boxes = torch.tensor([[2, 4, 12, 14]]).repeat(len(images), 1)  # left side of the image
-    images.regions = boxes
+    images.regions, images.p = boxes, 1.0
     images.cached = box_masks(boxes, 32).expand(-1, 3, -1, -1).to(torch.uint8) * 255
     torch.manual_seed(0)
     flipped = 0

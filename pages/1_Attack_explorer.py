@@ -2,10 +2,9 @@
 attention erasing at the same area."""
 import streamlit as st
 
-from pasm.erasing import FILLS
 from pasm.errors import PasmError
 from pasm.faces import REGIONS, align_face
-from pasm.regions import STRATEGIES
+from pasm.options import FILLS, STRATEGIES
 from ui import analysis, figures, state
 
 st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon="🎭", layout="wide")

@@ -9,7 +9,7 @@ import streamlit as st
 from pasm.errors import PasmError
 from pasm.faces import align_face
 from pasm.mining import RegionConfig
-from pasm.regions import STRATEGIES
+from pasm.options import STRATEGIES
 from ui import figures, state
 from ui.analysis import AttackSettings
 

@@ -9,11 +9,8 @@ import shlex
 import streamlit as st
 
 from pasm import jobs
-from pasm.erasing import FILLS
 from pasm.errors import PasmError
-from pasm.models import ARCHITECTURES
-from pasm.regions import STRATEGIES
-from pasm.train import ERASING
+from pasm.options import ARCHITECTURES, ERASING, FILLS, STRATEGIES
 from ui import figures, state
 
 st.set_page_config(page_title="Train · PASM Studio", page_icon="🎭", layout="wide")

@@ -252,10 +252,7 @@ def cmd_demo(args):
 
 def add_train_options(parser, study=False):
     """Options of ``train`` and ``study``; every default is None, meaning TrainConfig's (or, on --resume, the run's)."""
-    from .erasing import FILLS
-    from .regions import STRATEGIES
-    from .models import ARCHITECTURES
-    from .train import ERASING, INIT_FROM, OPTIMIZERS
+    from .options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
 
     parser.add_argument("--data", help="data set spec, e.g. synth:data/synth (not needed with --resume)")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default small_cnn)")

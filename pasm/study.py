@@ -15,7 +15,8 @@ from pathlib import Path
 from . import fileio
 from .errors import PasmError
 from .runs import Run
-from .train import ERASING, TrainConfig, train
+from .options import ERASING
+from .train import TrainConfig, train
 
 METRICS = (("test_accuracy", "test accuracy"), ("occluded_accuracy", "occluded accuracy"),
            ("wild_accuracy", "test_wild accuracy"), ("mean_class_accuracy", "mean class accuracy"))

@@ -35,17 +35,14 @@ from .checkpoints import load_checkpoint, make_meta, save_checkpoint
 from .data import available_splits, open_dataset
 from .data.synth import write_synth
 from .data.transforms import train_transform
-from .erasing import FILLS, attention_boxes, erase, random_boxes
+from .erasing import attention_boxes, erase, random_boxes
 from .errors import PasmError
 from .evaluate import EvalSets, decode_all, default_split, uint8_transform
-from .models import ARCHITECTURES, build_model, default_input_spec
-from .regions import STRATEGIES, box_masks, locate_regions
+from .models import build_model, default_input_spec
+from .options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from .regions import box_masks, locate_regions
 from .runs import Run
 
-ERASING = ("pasm", "random", "attention", "none")
-INIT_FROM = ("scratch", "teacher")
-# Learning rate and weight decay per optimizer, when not given.
-OPTIMIZERS = {"sgd": (0.05, 5e-4), "adamw": (1e-3, 0.05)}
 # Training sets up to this size (decoded at the model's size) are kept in memory as uint8.
 CACHE_BYTES = 2 << 30
 MINING_BATCH = 256

@@ -161,3 +161,10 @@ def test_module_entry_point_runs(tiny_checkpoint):
     done = subprocess.run([sys.executable, "-m", "pasm", "info", str(tiny_checkpoint)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["arch"] == "small_cnn"
+
+
+def test_building_the_parser_does_not_import_torch():
+    """`python -m pasm jobs list` and `--help` must answer at once; importing torch takes seconds."""
+    code = "import sys; from pasm.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

@@ -44,3 +44,9 @@ def test_init_from_local_file(tmp_path):
     fresh = build_model("small_cnn", 7, init=tmp_path / "init.pt")
     for key, value in source.backbone.state_dict().items():
         assert torch.equal(fresh.backbone.state_dict()[key], value)
+
+
+def test_the_torch_free_names_match_the_registry():
+    from pasm import models, options
+
+    assert tuple(models.ARCHITECTURES) == options.ARCHITECTURES

@@ -1,4 +1,4 @@
-"""PASM Studio, home page: what PASM is, which models are in play, and how to get some on a first run."""
+"""PASM Studio, home page (run through app.py): what PASM is, which models are in play, and how to get some on a first run."""
 import sys
 
 import streamlit as st

@@ -6,6 +6,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes owner-only files; a run's files should get the mode any other new file would.
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
@@ -17,6 +27,7 @@ def atomic_path(path):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, NEW_FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -32,7 +32,7 @@ from torchvision import tv_tensors
 from . import __version__, fileio
 from .attack import AttackConfig, PointAttack
 from .checkpoints import load_checkpoint, make_meta, save_checkpoint
-from .data import available_splits, open_dataset
+from .data import absolute_spec, available_splits, open_dataset
 from .data.synth import write_synth
 from .data.transforms import train_transform
 from .erasing import attention_boxes, erase, random_boxes
@@ -133,7 +133,7 @@ class TrainConfig:
         _choice("--init-from", self.init_from, INIT_FROM)
         _choice("--region", self.region, STRATEGIES)
         _choice("--fill", self.fill, FILLS)
-        self.data = _absolute_spec(self.data)
+        self.data = absolute_spec(self.data)
         self.size = int(self.size or default_input_spec(self.arch).size)
         default_lr, default_decay = OPTIMIZERS[self.optimizer]
         self.lr = float(default_lr if self.lr is None else self.lr)
@@ -168,14 +168,6 @@ class TrainConfig:
 def _choice(option, value, choices):
     if value not in choices:
         raise PasmError(f"{option} {value}", f"unknown; choose one of {', '.join(choices)}")
-
-
-def _absolute_spec(spec):
-    """``kind:relative/path`` -> ``kind:/absolute/path``, so a run resumes from any working directory."""
-    kind, sep, path = str(spec).partition(":")
-    if not sep or not path:
-        return str(spec)
-    return f"{kind}:{Path(path).expanduser().resolve()}"
 
 
 def run_config(out, options, resume):

@@ -43,16 +43,6 @@ status("stopped")
 """
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    yield root
-    for job in jobs.list_jobs(root):
-        jobs.kill(job)
-
-
 @pytest.fixture(scope="module")
 def tiny_synth(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "synth"
@@ -173,3 +163,16 @@ def test_the_command_line_follows_the_form(tmp_path):
     assert "--no-distill" in argv
     single = state.TrainSettings(name="x", data="synth:d").argv(tmp_path / "x")
     assert single[:4] == [sys.executable, "-m", "pasm", "train"] and "--limit" not in single
+
+
+def test_an_untouched_form_trains_what_the_command_line_would():
+    """The form mirrors TrainConfig's defaults; this catches one changing without the other."""
+    from dataclasses import MISSING, fields
+
+    from pasm.train import TrainConfig
+
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    shared = [f for f in fields(state.TrainSettings) if f.name in config and f.default is not MISSING]
+    assert len(shared) >= 12
+    for f in shared:
+        assert f.default == config[f.name] or (f.name == "limit" and f.default == 0 and config["limit"] is None), f.name

@@ -16,6 +16,7 @@ import streamlit as st
 import torch
 
 from pasm.checkpoints import file_sha256, load_checkpoint, read_metadata, save_checkpoint
+from pasm.data import absolute_spec
 from pasm.errors import CheckpointError, PasmError
 from pasm.images import read_image
 from pasm.models import ARCHITECTURES
@@ -630,12 +631,6 @@ class TrainSettings:
         else:
             launcher = [sys.executable]
         return launcher + ["-m", "pasm"] + self.train_args(run_dir)
-
-
-def absolute_spec(spec):
-    """A data set spec with its path made absolute: jobs run from the repository, the app may not."""
-    kind, _, path = str(spec).strip().partition(":")
-    return f"{kind}:{Path(path).expanduser().resolve()}" if path else str(spec).strip()
 
 
 def new_run_dir(settings, root=None):

@@ -27,6 +27,13 @@ def parse_spec(spec):
     return readers[kind], Path(path).expanduser()
 
 
+def absolute_spec(spec):
+    """``kind:relative/path`` -> ``kind:/absolute/path``: a run resumes, and a job started by the app
+    runs, from another working directory than the one the spec was typed in."""
+    kind, sep, path = str(spec).strip().partition(":")
+    return f"{kind}:{Path(path).expanduser().resolve()}" if sep and path else str(spec).strip()
+
+
 def available_splits(spec):
     reader, path = parse_spec(spec)
     if not path.exists():
@@ -53,4 +60,4 @@ def describe(spec):
     }
 
 
-__all__ = ["FERDataset", "available_splits", "describe", "open_dataset", "parse_spec"]
+__all__ = ["FERDataset", "absolute_spec", "available_splits", "describe", "open_dataset", "parse_spec"]

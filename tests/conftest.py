@@ -44,8 +44,21 @@ def trained_teacher(synth_set):
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    """An empty runs directory that the app and pasm.jobs use (PASM_RUNS)."""
+    """An empty runs directory that the app and pasm.jobs use (PASM_RUNS); jobs a test left running are killed."""
+    from pasm import jobs
+
     root = tmp_path / "runs"
     root.mkdir()
     monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
+    yield root
+    for job in jobs.list_jobs(root):
+        jobs.kill(job)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Batches of 16 images of 32 px: one thread beats a pool's hand-offs, on a busy machine by far."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

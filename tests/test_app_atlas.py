@@ -21,13 +21,6 @@ from app_helpers import no_exception
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Data_atlas.py"
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
-
-
 def save_teacher(root, classes=CLASSES):
     model = build_model("small_cnn", len(classes), InputSpec(32, 3))
     save_checkpoint(root / "demo" / "gen0.safetensors", model, make_meta(model, classes))

@@ -22,13 +22,6 @@ RESULTS = "_pasm_results_explorer"
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("PASM_RUNS", str(root))
-    return root
-
-
-@pytest.fixture
 def teacher_file(runs):
     model = build_model("small_cnn", len(CLASSES), InputSpec(32, 3))
     path = runs / "run_a" / "gen0.safetensors"

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from pasm.cli import main
 from pasm.data.synth import write_synth
@@ -11,12 +10,7 @@ from pasm.study import markdown_table, run_study
 ARMS = ["none", "random", "attention", "pasm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_study_runs_every_arm_and_writes_the_table_and_figure(tmp_path, capsys):

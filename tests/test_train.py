@@ -21,13 +21,7 @@ from pasm.train import TrainConfig, TrainingImages, distillation_loss, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of 16 images of 32 px: one thread beats a pool's hand-offs, on a busy machine by far."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

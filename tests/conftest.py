@@ -1,3 +1,7 @@
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,6 +11,28 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+XDG_FOLDERS = pytest.StashKey()
+
+
+def pytest_configure(config):
+    """Caches and config folders go to a temporary folder, never the home directory: XDG_CACHE_HOME moves pasm's
+    cache (the fetched fer model, ``pasm.mini_xception.default_cache_dir``) and matplotlib's font list, XDG_CONFIG_HOME
+    matplotlib's config folder; subprocesses (the CLI, streamlit) inherit both. Set here rather than in a fixture:
+    importing the test modules already imports captum, which imports matplotlib, which writes its cache."""
+    folder = Path(tempfile.mkdtemp(prefix="pasm-tests-xdg-"))
+    patch = pytest.MonkeyPatch()
+    for variable, name in (("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config")):
+        (folder / name).mkdir()
+        patch.setenv(variable, str(folder / name))
+    config.stash[XDG_FOLDERS] = folder, patch
+
+
+def pytest_unconfigure(config):
+    folder, patch = config.stash[XDG_FOLDERS]
+    patch.undo()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

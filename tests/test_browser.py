@@ -1,12 +1,15 @@
 """The app in a real browser: Debian's headless Chromium, driven by Playwright, against `streamlit run app.py`.
 
-A person's path through the app: upload a face on the Attack explorer, run the attack, see the points;
-start a tiny training job on the Train page and watch the list follow it to "done" by itself; compare the
-generations of a run; look at the run on the Runs page. Screenshots go to an artifacts folder under the test's tmp
-dir, and to docs/screenshots/ (linked from the README) only when PASM_UPDATE_SCREENSHOTS=1, so a CI run leaves the clone
-as it found it. The click-to-figure time is printed, not asserted.
+A person's path through the app: upload a face on the Attack explorer, run the attack, see the points, and download
+the result (JSON) and the comparison (PNG) — the bytes the browser saves are read back, since st.download_button
+depends on streamlit's web server (starlette); start a tiny training job on the Train page and watch the list follow it
+to "done" by itself; compare the generations of a run; look at the run on the Runs page. Screenshots go to an artifacts
+folder under the test's tmp dir, and to docs/screenshots/ (linked from the README) only when PASM_UPDATE_SCREENSHOTS=1,
+so a CI run leaves the clone as it found it. The click-to-figure time is printed, not asserted. Without playwright or
+Chromium the test is skipped.
 """
 import copy
+import json
 import os
 import re
 import socket
@@ -18,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
-from playwright.sync_api import expect, sync_playwright
 from torch.utils.data import TensorDataset
 
 from pasm import jobs
@@ -27,16 +29,23 @@ from pasm.data.synth import write_synth
 from pasm.runs import Run
 from pasm.train import fit_supervised
 
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("PASM_UPDATE_SCREENSHOTS") == "1"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 60
 ATTACK_TIMEOUT_MS = 120_000
 VIEWPORT = {"width": 1400, "height": 1000}
 MAX_SCREENSHOT_HEIGHT = 8000
+DOWNLOAD_TIMEOUT_MS = 30_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def free_port():
@@ -140,6 +149,16 @@ def wait_until_idle(page):
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ATTACK_TIMEOUT_MS)
 
 
+def download(page, label):
+    """(file name, bytes) of what the browser saves when the download button `label` is clicked."""
+    with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as saved:
+        page.get_by_test_id("stDownloadButton").get_by_role("button", name=label).click()
+    assert saved.value.failure() is None
+    data = Path(saved.value.path()).read_bytes()
+    wait_until_idle(page)  # the click also reruns the page
+    return saved.value.suggested_filename, data
+
+
 def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_path):
     runs = tmp_path / "runs"
     artifacts = tmp_path / "artifacts"
@@ -167,6 +186,13 @@ def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_pa
     expect(page.get_by_test_id("stException")).to_have_count(0)
     wait_until_idle(page)
     screenshot(page, "attack_explorer", artifacts)
+
+    name, data = download(page, "Download the result (JSON)")
+    result = json.loads(data)
+    assert name == "pasm_attack.json" and result["image"] == photo.name and result["points_crop"]
+    name, data = download(page, "Download the comparison (PNG)")
+    assert name == "pasm_comparison.png" and len(data) > len(PNG_SIGNATURE) and data.startswith(PNG_SIGNATURE)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
 
     page.goto(f"{app_url}/Train")
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)

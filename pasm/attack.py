@@ -6,24 +6,41 @@ valid range in the ascent direction, and the process repeats until the predictio
 points it needs are few and land where the teacher looks, so they locate the informative
 region (pasm.regions) that PASM erases.
 
-The whole batch advances together on the device. Each step costs one forward and one backward
-pass over the images still in play; an image leaves the batch as soon as it flips, so the cost
-stays close to ``points used x (forward + backward)``. See docs/method.md for the choices made
+The batch advances together on the device. Each step costs one forward and one backward pass
+over the images in play; an image leaves as soon as it flips, and when a data set is mined
+(``PointAttack.stream``) the next image takes its place, so the device always works on a full
+batch and the cost stays close to ``points used x (one image's share of forward + backward)``. See docs/method.md for the choices made
 where the paper is silent.
 """
+import itertools
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .errors import PasmError
 from .options import SCORES
+
+# Mining's fixed budget (training, ``compare``): enough to flip a trained small CNN on most faces.
+MINING_POINTS = 20
+# A single face is attacked until it flips, as in the paper, but at most on this share of the input's
+# pixels (46 points on a 48x48 crop, 82 on the imported FER teacher's 64x64, which flips the sample
+# faces after 23 and 24): past a few percent the points no longer pick out a few informative pixels,
+# and each point costs a forward and a backward pass.
+FLIP_CAP_FRACTION = 0.02
+
+
+def flip_cap(height, width):
+    """Most points an attack "until it flips" may take on an HxW input; never fewer than mining's budget."""
+    return max(MINING_POINTS, round(FLIP_CAP_FRACTION * height * width))
 
 
 @dataclass
 class AttackConfig:
-    """``margin``: stop once the true class leads the best other logit by less than this (0: on a flip)."""
+    """``max_points``: the budget, or None to attack until the flip under ``flip_cap`` of the input.
+    ``margin``: stop once the true class leads the best other logit by less than this (0: on a flip)."""
 
-    max_points: int = 20
+    max_points: int | None = MINING_POINTS
     patch: int = 1
     score: str = "l1"
     margin: float = 0.0
@@ -31,12 +48,16 @@ class AttackConfig:
     autocast: bool = False
 
     def __post_init__(self):
-        if self.max_points < 1:
-            raise ValueError("max_points must be at least 1")
+        if self.max_points is not None and (int(self.max_points) != self.max_points or self.max_points < 1):
+            raise PasmError(f"attack budget {self.max_points}", "must be a whole number of points, at least 1")
         if self.patch < 1 or self.patch % 2 == 0:
-            raise ValueError("patch must be an odd number of pixels (1, 3, 5, ...)")
+            raise PasmError(f"attack patch {self.patch}", "must be an odd number of pixels (1, 3, 5, ...)")
         if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}")
+            raise PasmError(f"attack score {self.score!r}", f"unknown; choose one of {', '.join(SCORES)}")
+
+    def budget(self, height, width):
+        """The points this config allows on an HxW input."""
+        return flip_cap(height, width) if self.max_points is None else self.max_points
 
     def to_dict(self):
         return asdict(self)
@@ -60,8 +81,12 @@ class AttackResult:
     def __len__(self):
         return self.points.shape[0]
 
+    def rows(self, start, stop):
+        """Images ``start`` to ``stop`` of the result."""
+        return AttackResult(**{k: None if v is None else v[start:stop] for k, v in self.__dict__.items()})
+
     def to(self, device):
-        return AttackResult(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return AttackResult(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
 
     def sample(self, i):
         """One image's result as plain Python values (for JSON and the app)."""
@@ -98,44 +123,43 @@ class PointAttack:
             self.model.train(was_training)
 
     def _attack(self, images, labels):
-        cfg = self.config
-        batch, _, height, width = images.shape
-        device, k = images.device, cfg.max_points
-        adversarial = images.detach().clone()
-        labels = None if labels is None else labels.to(device)
-        points = torch.full((batch, k, 2), -1, dtype=torch.long, device=device)
-        scores = torch.full((batch, k), float("nan"), device=device)
-        taken = torch.zeros(batch, height * width, dtype=torch.bool, device=device)
-        num_points = torch.zeros(batch, dtype=torch.long, device=device)
-        points_to_flip = torch.full((batch, ), -1, dtype=torch.long, device=device)
-        trajectory = None
-        active = torch.arange(batch, device=device)
+        """One batch is a stream of its own images with room for all of them at once."""
+        return self.stream([(images, labels)], capacity=max(1, len(images)), keep_images=True)
 
-        for step in range(k + 1):
-            x = adversarial[active].requires_grad_(step < k)
+    def stream(self, batches, capacity, keep_images=False):
+        """Attack every image of ``batches`` (an iterable of (images, labels or None) pairs) with
+        ``capacity`` images in play: one that flips, or runs out of points, leaves at once and the
+        next one takes its place. Every forward and backward then runs on a full batch until the
+        source runs dry, and each image costs its own points rather than the slowest image's
+        (continuous batching). Each image still takes exactly the steps it would take alone.
+
+        Results come back in source order. ``keep_images`` also keeps the adversarial images and the
+        probability trajectories, which a whole data set's worth of images need not hold in memory.
+        """
+        source = iter(batches)
+        first = next(source, None)
+        if first is None:
+            raise PasmError("attack", "no images to attack")
+        budget = self.config.budget(*first[0].shape[-2:])
+        source = itertools.chain([first], source)
+        slots, results = _Slots(budget), _Results(budget, keep_images)
+        slots.refill(source, results, capacity)
+        while slots.count:
+            x = slots.x.detach().requires_grad_(True)
             logits = self._forward(x)
-            if labels is None:
-                labels = logits.detach().argmax(1)
-            if trajectory is None:
-                trajectory = torch.full((batch, k + 1, logits.shape[1]), float("nan"), device=device)
-            trajectory[active, step] = logits.detach().float().softmax(1)
-            done = self._finished(logits.detach(), labels[active])
-            points_to_flip[active[done]] = step
-            if step == k or done.all():
-                break
-            grad = self._input_gradient(logits, labels[active], x)
-            keep = ~done
-            active, x, grad = active[keep], x.detach()[keep], grad[keep]
-            where, value = self._best_location(grad, taken[active])
-            taken[active, where] = True
-            points[active, step, 0] = where % width
-            points[active, step, 1] = where // width
-            scores[active, step] = value
-            num_points[active] = step + 1
-            adversarial[active] = self._push(x, grad, where)
-
-        flipped = points_to_flip >= 0
-        return AttackResult(points, scores, num_points, flipped, points_to_flip, trajectory, adversarial, labels)
+            slots.adopt_predictions(logits.detach())
+            results.record(slots, logits.detach().float().softmax(1))
+            done = self._finished(logits.detach(), slots.labels)
+            leaving = done | (slots.step >= budget)
+            if not leaving.all():
+                grad = self._input_gradient(logits, slots.labels, x)
+                stay = ~leaving
+                where, value = self._best_location(grad[stay], slots.taken[stay])
+                slots.advance(stay, where, value, self._push(x.detach()[stay], grad[stay], where))
+            results.finish(slots, leaving, done)
+            slots.drop(leaving)
+            slots.refill(source, results, capacity)
+        return results.collect()
 
     def _forward(self, x):
         """Channels-last: oneDNN and cuDNN convolve a batch faster in that layout (17 % on the CPU
@@ -182,3 +206,121 @@ class PointAttack:
             mask = F.max_pool2d(mask, p, stride=1, padding=p // 2)
         target = torch.where(grad > 0, torch.full_like(x, high), torch.where(grad < 0, torch.full_like(x, low), x))
         return torch.where(mask.bool(), target, x)
+
+
+class _Slots:
+    """The images in play, row by row: image, label, points so far, and where each result goes."""
+
+    def __init__(self, max_points):
+        self.k = max_points
+        self.x = self.labels = self.step = self.taken = self.points = self.scores = self.home = None
+        self.pending = None  # images and labels pulled from the source but not yet in play
+
+    @property
+    def count(self):
+        return 0 if self.x is None else len(self.x)
+
+    def refill(self, source, results, capacity):
+        """Top the batch up to ``capacity`` from ``source``; the newcomers start at step 0."""
+        while self.count < capacity:
+            if self.pending is None or not len(self.pending[0]):
+                batch = next(source, None)
+                if batch is None:
+                    return
+                images, labels = batch
+                chunk = results.open_chunk(images, labels)
+                rows = torch.arange(len(images), device=images.device)
+                labels = torch.full((len(images),), -1, dtype=torch.long, device=images.device) if labels is None \
+                    else labels.to(images.device)
+                self.pending = (images.detach(), labels, torch.stack([torch.full_like(rows, chunk), rows], 1))
+            take = capacity - self.count
+            images, labels, home = (t[:take] for t in self.pending)
+            self.pending = tuple(t[take:] for t in self.pending)
+            self._append(images, labels, home)
+
+    def _append(self, images, labels, home):
+        n, (_, height, width) = len(images), images.shape[1:]
+        fresh = {"x": images.clone(), "labels": labels, "home": home,
+                 "step": torch.zeros(n, dtype=torch.long, device=images.device),
+                 "taken": torch.zeros(n, height * width, dtype=torch.bool, device=images.device),
+                 "points": torch.full((n, self.k, 2), -1, dtype=torch.long, device=images.device),
+                 "scores": torch.full((n, self.k), float("nan"), device=images.device)}
+        for name, value in fresh.items():
+            current = getattr(self, name)
+            setattr(self, name, value if current is None else torch.cat([current, value]))
+
+    def adopt_predictions(self, logits):
+        """Images without a label are attacked away from the model's prediction on the clean image."""
+        unlabelled = self.labels < 0
+        if unlabelled.any():
+            self.labels = torch.where(unlabelled, logits.argmax(1), self.labels)
+
+    def advance(self, rows, where, value, pushed):
+        width = self.x.shape[-1]
+        index = rows.nonzero().squeeze(1)
+        step = self.step[index]
+        self.taken[index, where] = True
+        self.points[index, step, 0] = where % width
+        self.points[index, step, 1] = where // width
+        self.scores[index, step] = value
+        self.step[index] = step + 1
+        self.x[index] = pushed
+
+    def drop(self, rows):
+        keep = ~rows
+        for name in ("x", "labels", "home", "step", "taken", "points", "scores"):
+            setattr(self, name, getattr(self, name)[keep])
+
+
+class _Results:
+    """Finished images' results, one chunk per source batch, put together in source order at the end."""
+
+    def __init__(self, max_points, keep_images):
+        self.k, self.keep_images = max_points, keep_images
+        self.chunks = []
+
+    def open_chunk(self, images, labels):
+        n, device = len(images), images.device
+        chunk = {"points": torch.full((n, self.k, 2), -1, dtype=torch.long, device=device),
+                 "scores": torch.full((n, self.k), float("nan"), device=device),
+                 "num_points": torch.zeros(n, dtype=torch.long, device=device),
+                 "points_to_flip": torch.full((n,), -1, dtype=torch.long, device=device),
+                 "labels": torch.zeros(n, dtype=torch.long, device=device)}
+        if self.keep_images:
+            chunk["adversarial"] = images.detach().clone()
+            chunk["trajectory"] = None  # allocated once the number of classes is known
+        self.chunks.append(chunk)
+        return len(self.chunks) - 1
+
+    def record(self, slots, probs):
+        """The class probabilities each image in play has at its current step."""
+        if not self.keep_images:
+            return
+        for chunk_id in slots.home[:, 0].unique().tolist():
+            chunk, here = self.chunks[chunk_id], slots.home[:, 0] == chunk_id
+            if chunk["trajectory"] is None:
+                chunk["trajectory"] = torch.full((len(chunk["labels"]), self.k + 1, probs.shape[1]), float("nan"),
+                                                 device=probs.device)
+            chunk["trajectory"][slots.home[here, 1], slots.step[here]] = probs[here]
+
+    def finish(self, slots, leaving, done):
+        for chunk_id in slots.home[leaving, 0].unique().tolist():
+            chunk = self.chunks[chunk_id]
+            here = leaving & (slots.home[:, 0] == chunk_id)
+            rows = slots.home[here, 1]
+            chunk["points"][rows] = slots.points[here]
+            chunk["scores"][rows] = slots.scores[here]
+            chunk["num_points"][rows] = slots.step[here]
+            chunk["points_to_flip"][rows] = torch.where(done[here], slots.step[here], -1)
+            chunk["labels"][rows] = slots.labels[here]
+            if self.keep_images:
+                chunk["adversarial"][rows] = slots.x[here].detach()
+
+    def collect(self):
+        joined = {name: torch.cat([c[name] for c in self.chunks]) for name in self.chunks[0] if name != "trajectory"} \
+            if self.chunks else {}
+        if self.keep_images and self.chunks:
+            joined["trajectory"] = torch.cat([c["trajectory"] for c in self.chunks if c["trajectory"] is not None])
+        flipped = joined["points_to_flip"] >= 0
+        return AttackResult(joined["points"], joined["scores"], joined["num_points"], flipped, joined["points_to_flip"],
+                            joined.get("trajectory"), joined.get("adversarial"), joined["labels"])

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from .mining import RegionConfig, baselines, mine, probabilities
+from .erasing import erase
+from .mining import AttentionRegions, PasmRegions, RandomRegions, RegionConfig, probabilities
 
 METHODS = ("clean", "pasm", "random", "attention")
 
@@ -42,17 +43,22 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
     indices = torch.arange(len(dataset) if limit is None else min(limit, len(dataset)))
     loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False)
     generator = torch.Generator(device=device).manual_seed(seed)
+    methods = {"pasm": PasmRegions(teacher, attack_config, region_config),
+               "random": RandomRegions(region_config, generator),
+               "attention": AttentionRegions(teacher, region_config)}
     has_cues = hasattr(dataset, "cue_mask")
     totals = {m: {"correct": 0.0, "confidence": 0.0, "on_cue": 0.0, "area": 0.0} for m in METHODS}
     points_on, points_all, flipped, points_to_flip, cue_share, count, compared, clean_correct = 0, 0, 0, 0.0, 0.0, 0, 0, 0.0
     for batch_index, (images, labels) in enumerate(loader):
         images, labels = images.to(device), torch.as_tensor(labels).to(device)
-        mined = mine(teacher, images, labels, attack_config, region_config, mean=mean)
-        erased = {"clean": (images, torch.zeros_like(mined.masks)), "pasm": (mined.erased, mined.masks)}
-        erased.update(baselines(teacher, images, labels, region_config.area, region_config.fill, mean, generator))
+        located = {name: method.locate(images, labels) for name, method in methods.items()}
+        attack = located["pasm"].attack
+        erased = {"clean": (images, torch.zeros_like(located["pasm"].masks))}
+        erased.update({name: (erase(images, found.masks, region_config.fill, mean, generator), found.masks)
+                       for name, found in located.items()})
         batch_indices = indices[batch_index * batch_size: batch_index * batch_size + len(labels)]
         cue = _cue_masks(dataset, batch_indices, images.shape[-1], device) if has_cues else None
-        located = mined.attack.num_points > 0
+        located = attack.num_points > 0
         for method, (x, masks) in erased.items():
             probs = probabilities(teacher, x)
             if method == "clean":
@@ -66,13 +72,13 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
                 hit = (masks & cue[located]).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)
                 row["on_cue"] += float(hit.sum())
         if cue is not None:
-            on, total = _points_on_mask(mined.attack, cue)
+            on, total = _points_on_mask(attack, cue)
             points_on, points_all = points_on + on, points_all + total
             cue_share += float(cue[located].float().mean((1, 2, 3)).sum())
         compared += int(located.sum())
-        flipped_here = mined.attack.flipped & located
+        flipped_here = attack.flipped & located
         flipped += int(flipped_here.sum())
-        points_to_flip += float(mined.attack.points_to_flip[flipped_here].float().sum())
+        points_to_flip += float(attack.points_to_flip[flipped_here].float().sum())
         count += len(labels)
     table = _table(totals, compared, points_on, points_all, cue_share if has_cues else None)
     table.update({"images": count, "clean_accuracy_all": clean_correct / max(count, 1)})
@@ -114,4 +120,7 @@ def format_table(table):
         cue = table["cue"]
         lines.append(f"cue masks cover {cue['chance_share']:.1%} of the image (chance); "
                      f"{cue['points_on_cue']:.1%} of attack points fall on them")
+    mapping = table.get("class_mapping", {}).get("description", "identical")
+    if mapping != "identical":  # the teacher names or orders its classes unlike the data set (pasm.emotions)
+        lines.append(f"classes mapped (checkpoint->data): {mapping}")
     return "\n".join(lines)

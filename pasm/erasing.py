@@ -1,11 +1,8 @@
-"""Erasing a region of a batch, and the two baselines PASM is compared with at the same area.
-
-* random erasing: a window of the same size at a uniformly random place;
-* attention erasing (adversarial erasing): the window at the peak of the teacher's Grad-CAM.
-
-Both use ``regions.window_side``, so at a given area they erase exactly as many pixels as the
-PASM window. Images are in [0, 1] (models normalise inside, see pasm.models); everything runs
-batched on the images' device.
+"""Erasing a region of a batch, and what the two baselines PASM is compared with draw on:
+random windows, and the teacher's Grad-CAM for attention (adversarial) erasing. pasm.mining turns
+them into same-area regions (``regions.window_side``), so at a given area every method erases
+exactly as many pixels. Images are in [0, 1] (models normalise inside, see pasm.models);
+everything runs batched on the images' device.
 """
 import contextlib
 import math
@@ -16,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from .errors import PasmError
 from .options import FILLS
-from .regions import box_masks, densest_window, window_side
+from .regions import window_side
 
 
 # Sigma of the "blur" fill as a fraction of the image side: at 112 px it is 11 px, enough to wipe
@@ -82,22 +79,6 @@ def random_boxes(batch, size, area, generator=None, device=None):
     return boxes.to(device) if device is not None else boxes
 
 
-def random_erasing(images, area, fill="mean", mean=None, generator=None):
-    """The same-area random baseline: (erased images, masks)."""
-    size = _square_size(images)
-    boxes = random_boxes(images.shape[0], size, area, generator, images.device)
-    masks = box_masks(boxes, size)
-    return erase(images, masks, fill, mean, generator), masks
-
-
-def _square_size(images):
-    _check_images(images)
-    height, width = images.shape[-2:]
-    if height != width:
-        raise PasmError(f"images of size {height}x{width}", "erasing windows need square images")
-    return height
-
-
 @contextlib.contextmanager
 def _eval_mode(model):
     """Attribute in eval mode (no dropout, fixed batch-norm statistics), then restore every module's mode."""
@@ -161,15 +142,3 @@ class SaliencyMap:
             target = _targets(self.model, inputs, target)
             gradients = self.method.attribute(inputs, target=target, abs=True)
         return _normalise(gradients.detach().amax(dim=1, keepdim=True))
-
-
-def attention_boxes(model, images, target, area):
-    """The window of the PASM area at the peak of the teacher's Grad-CAM (adversarial erasing)."""
-    size = _square_size(images)
-    return densest_window(GradCAM(model).attribute(images, target), window_side(size, area))
-
-
-def attention_erasing(model, images, target, area, fill="mean", mean=None, generator=None):
-    """The same-area attention baseline: (erased images, masks)."""
-    masks = box_masks(attention_boxes(model, images, target, area), _square_size(images))
-    return erase(images, masks, fill, mean, generator), masks

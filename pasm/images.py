@@ -3,6 +3,12 @@
 Photos arrive rotated by EXIF, as 16-bit scans, palettes with transparency, CMYK prints, truncated
 downloads or files that are not images at all. Every one of those either becomes a plain RGB array
 or an ``ImageError`` that names the file and says in one line what is wrong with it.
+
+Size. Phones take 48-200 Mpx photos, but the face pipeline never needs more than a few Mpx, so a
+photo over ``WORK_PIXELS`` comes back reduced by a whole factor: a JPEG is decoded at 1/2, 1/4 or
+1/8 scale (libjpeg's DCT scaling, ``Image.draft``), so its full-size pixels never exist in memory;
+other formats are decoded and then reduced. Everything reported in photo coordinates (face boxes,
+attack points) is then in the pixels of the returned array, not of the file.
 """
 import io
 import os
@@ -11,12 +17,23 @@ import warnings
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from pasm.errors import ImageError
 
-MAX_PIXELS = 40_000_000
+# Pillow's default warning threshold (Image.MAX_IMAGE_PIXELS, 89.5 Mpx), fixed here so that another
+# library changing Pillow's global does not change what we accept. A file decoded at full size may
+# have this many pixels (a 4-byte-per-pixel decode stays under about 360 MB).
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+# A JPEG is decoded at reduced scale, so it may have twice as many: Pillow's own error threshold
+# (179 Mpx), which takes 48-108 Mpx phone photos; larger ones usually exceed MAX_BYTES anyway.
+JPEG_PIXEL_FACTOR = 2
+# The largest array handed back, about a 4000x3000 photo: a phone's usual output passes unchanged,
+# and a face filling a tenth of the width still spans ~400 px, more than any model input (<= 224 px)
+# or the 256 px face-region map needs; 36 MB of RGB, so the app's cache of decoded photos stays small.
+WORK_PIXELS = 12_000_000
 MAX_BYTES = 25 * 2**20
+_JPEG_SCALES = (1, 2, 4, 8)
 
 # Decoders report damaged data with many exception types; all of them mean "corrupt file".
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -24,14 +41,18 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
-def read_image(source, name=None, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES):
-    """Decode ``source`` (path, bytes or binary file object) to an HxWx3 uint8 RGB array, upright."""
+def read_image(source, name=None, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES, work_pixels=WORK_PIXELS):
+    """Decode ``source`` (path, bytes or binary file object) to an HxWx3 uint8 RGB array, upright.
+
+    An image over ``work_pixels`` comes back reduced by a whole factor to at most that many pixels
+    (see the module docstring); a JPEG may have up to ``JPEG_PIXEL_FACTOR * max_pixels`` pixels.
+    """
     name = _display_name(source, name)
     data = _read_bytes(source, name, max_bytes)
     if not data:
         raise ImageError(name, "empty file")
-    image = _open_checked(data, name, max_pixels)
-    return _to_rgb_array(image, name)
+    image = _open_checked(data, name, max_pixels, work_pixels)
+    return _reduce(_to_rgb_array(image, name), work_pixels)
 
 
 def encode_png(array):
@@ -89,25 +110,41 @@ def _megabytes(n):
     return f"{n / 2**20:.1f} MiB"
 
 
-def _open_checked(data, name, max_pixels):
+def _open_checked(data, name, max_pixels, work_pixels):
     """Open, check the header's pixel count, then decode: a bomb is refused before it is decompressed.
 
-    PIL's own guard (``Image.MAX_IMAGE_PIXELS``) stays as it is; whatever it raises or warns
-    about here becomes an ImageError too, so both limits hold and PIL's global state is untouched.
+    PIL's own guard (``Image.MAX_IMAGE_PIXELS``) stays as it is and holds too: its error is a refusal
+    in our words, its warning threshold caps what is decoded at full size (``_pixel_limit``), and
+    PIL's global state is untouched.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _pixel_limit applies it, naming the size
         try:
             image = Image.open(io.BytesIO(data))
-            _check_pixels(image.size, name, max_pixels)
+            _check_pixels(image.size, name, _pixel_limit(image, max_pixels))
+            _draft(image, work_pixels)
             image.load()
             return ImageOps.exif_transpose(image)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(name, f"too many pixels ({_one_line(e).rstrip('.')})") from None
+        except Image.DecompressionBombError:
+            raise ImageError(name, f"too many pixels (over {2 * Image.MAX_IMAGE_PIXELS}, "
+                                   "refused as a possible decompression bomb)") from None
         except UnidentifiedImageError:
             raise ImageError(name, "not an image (PIL cannot identify it)") from None
         except _DECODE_ERRORS as e:
             raise ImageError(name, f"truncated or corrupt image ({_one_line(e)})") from None
+
+
+def _pixel_limit(image, max_pixels):
+    """A JPEG is decoded at reduced scale, so it may have ``JPEG_PIXEL_FACTOR`` times more pixels;
+    anything else is decoded whole, so it also stays under PIL's warning threshold."""
+    if _is_jpeg(image):
+        return max_pixels * JPEG_PIXEL_FACTOR
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    return max_pixels if pil_limit is None else min(max_pixels, pil_limit)
+
+
+def _is_jpeg(image):
+    return isinstance(image, JpegImagePlugin.JpegImageFile)  # MPO, phones' multi-picture JPEG, included
 
 
 def _check_pixels(size, name, max_pixels):
@@ -116,6 +153,27 @@ def _check_pixels(size, name, max_pixels):
         raise ImageError(name, f"too many pixels ({width}x{height} = {width * height}, limit {max_pixels})")
     if width == 0 or height == 0:
         raise ImageError(name, f"image has no pixels ({width}x{height})")
+
+
+def _draft(image, work_pixels):
+    """Have libjpeg decode a large JPEG at the least reduction (1/2, 1/4, 1/8) that fits ``work_pixels``."""
+    if not _is_jpeg(image):
+        return
+    width, height = image.size
+    scale = next((s for s in _JPEG_SCALES if -(-width // s) * -(-height // s) <= work_pixels), _JPEG_SCALES[-1])
+    if scale > 1:
+        image.draft("RGB", (width // scale, height // scale))
+
+
+def _reduce(array, work_pixels):
+    """Shrink by the least whole factor that fits ``work_pixels`` (box filter): what the JPEG draft did not."""
+    height, width = array.shape[:2]
+    factor = 1
+    while -(-width // factor) * -(-height // factor) > work_pixels:
+        factor += 1
+    if factor == 1:
+        return array
+    return np.asarray(Image.fromarray(array).reduce(factor), dtype=np.uint8)
 
 
 def _one_line(error):

@@ -1,16 +1,24 @@
-"""PASM's mining step as one call: attack a batch with the teacher, locate the informative
-regions, and erase them — plus the same-area baselines it is compared with.
+"""Where to erase, as one class per method with one call, in the pattern of captum's ``attr``.
 
-The trainer mines whole data sets with it, the CLI and the app mine single faces; all of them
-go through ``mine`` so the three always agree.
+Each method is built once with what it needs and then called on batches of images in [0, 1]::
+
+    regions = PasmRegions(teacher, attack_config, region_config).locate(images, labels)
+    erased = erase(images, regions.masks, region_config.fill, mean)
+
+``locate`` returns ``Located``: the masks and boxes to erase, plus what explains them (the attack
+for PASM, the Grad-CAM map for attention), so the trainer, ``compare``, ``report``, the benchmark
+and the app all erase exactly what the library located. The methods are registered under the
+``--erasing`` names; ``region_method`` builds one by name.
 """
 from dataclasses import asdict, dataclass
 
 import torch
 
 from .attack import AttackConfig, PointAttack
-from .erasing import attention_erasing, erase, random_erasing
-from .regions import locate_regions
+from .erasing import GradCAM, random_boxes
+from .errors import PasmError
+from .options import FILLS, STRATEGIES
+from .regions import box_masks, densest_window, locate_regions, window_side
 
 
 @dataclass
@@ -22,45 +30,146 @@ class RegionConfig:
     adaptive: bool = False
     fill: str = "mean"
 
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise PasmError(f"region strategy {self.strategy!r}", f"unknown; choose one of {', '.join(STRATEGIES)}")
+        if self.fill not in FILLS:
+            raise PasmError(f"erasing fill {self.fill!r}", f"unknown; choose one of {', '.join(FILLS)}")
+        if not 0 < float(self.area) <= 1:
+            raise PasmError(f"region area {self.area}", "must be a fraction of the image in (0, 1]")
+        if self.adaptive and self.strategy == "disks":
+            raise PasmError("region settings", "adaptive sizing applies to the window strategies only, not disks")
+
     def to_dict(self):
         return asdict(self)
 
 
 @dataclass
-class Mined:
-    attack: object
+class Located:
+    """``masks`` (B, 1, S, S) bool and ``boxes`` (B, 4) long (an empty box where nothing was located);
+    ``attack`` is PASM's AttackResult and ``cam`` attention's Grad-CAM map (B, 1, S, S), else None."""
+
     masks: torch.Tensor
     boxes: torch.Tensor
-    erased: torch.Tensor
+    attack: object = None
+    cam: torch.Tensor = None
 
 
-def mine(teacher, images, labels=None, attack_config=None, region_config=None, mean=None):
-    """Attack ``images`` with ``teacher``, then erase the region its points locate."""
-    region_config = region_config or RegionConfig()
-    result = PointAttack(teacher, attack_config or AttackConfig())(images, labels)
-    regions = locate_regions(
-        result.points,
-        result.num_points,
-        images.shape[-1],
-        strategy=region_config.strategy,
-        area=region_config.area,
-        adaptive=region_config.adaptive,
-    )
-    erased = erase(images, regions.masks, fill=region_config.fill, mean=mean)
-    return Mined(result, regions.masks, regions.boxes, erased)
+class RegionMethod:
+    """A way to choose, per image, the region to erase."""
+
+    name = None
+
+    def __init__(self, region_config=None):
+        self.region_config = region_config or RegionConfig()
+
+    def locate(self, images, labels=None):
+        """The regions of ``images`` (B, C, S, S); ``labels`` default to the model's predictions."""
+        raise NotImplementedError
+
+    def compact(self, located):
+        """What a data set's worth of regions is kept as: boxes, or masks where regions are not boxes."""
+        return located.masks if self.region_config.strategy == "disks" else located.boxes
 
 
-def baselines(teacher, images, labels, area, fill="mean", mean=None, generator=None):
-    """Random and attention (Grad-CAM peak) erasing with the same window area as PASM's."""
-    random_images, random_masks = random_erasing(images, area, fill=fill, mean=mean, generator=generator)
-    attention_images, attention_masks = attention_erasing(teacher, images, labels, area, fill=fill, mean=mean)
-    return {
-        "random": (random_images, random_masks),
-        "attention": (attention_images, attention_masks),
-    }
+class PasmRegions(RegionMethod):
+    """PASM: the teacher's point attack, then the region its points locate (pasm.regions)."""
+
+    name = "pasm"
+
+    def __init__(self, model, attack_config=None, region_config=None):
+        super().__init__(region_config)
+        self.model = model
+        self.attack = PointAttack(model, attack_config or AttackConfig())
+
+    def locate(self, images, labels=None):
+        result = self.attack(images, labels)
+        return self.from_attack(result, images.shape[-1])
+
+    def from_attack(self, result, size):
+        """The regions of an attack already run (continuous-batching miners run the attack themselves)."""
+        cfg = self.region_config
+        found = locate_regions(result.points, result.num_points, size, cfg.strategy, cfg.area, cfg.adaptive)
+        return Located(found.masks, found.boxes, attack=result)
+
+
+class RandomRegions(RegionMethod):
+    """Random erasing: a window of PASM's area at a uniformly random place, drawn from ``generator``."""
+
+    name = "random"
+
+    def __init__(self, region_config=None, generator=None):
+        super().__init__(region_config)
+        self.generator = generator
+
+    def locate(self, images, labels=None):
+        size = _square_side(images)
+        boxes = random_boxes(images.shape[0], size, self.region_config.area, self.generator, images.device)
+        return Located(box_masks(boxes, size), boxes)
+
+
+class AttentionRegions(RegionMethod):
+    """Attention (adversarial) erasing: the window of PASM's area at the peak of the teacher's Grad-CAM."""
+
+    name = "attention"
+
+    def __init__(self, model, region_config=None):
+        super().__init__(region_config)
+        self.model = model
+
+    def locate(self, images, labels=None):
+        size = _square_side(images)
+        cam = GradCAM(self.model).attribute(images, labels)
+        boxes = densest_window(cam, window_side(size, self.region_config.area))
+        return Located(box_masks(boxes, size), boxes, cam=cam)
+
+
+REGION_METHODS = {method.name: method for method in (PasmRegions, RandomRegions, AttentionRegions)}
+
+
+def region_method(name, model=None, attack_config=None, region_config=None, generator=None):
+    """The method registered as ``name`` (an ``--erasing`` name other than "none"), built with what it needs."""
+    if name == "pasm":
+        return PasmRegions(model, attack_config, region_config)
+    if name == "attention":
+        return AttentionRegions(model, region_config)
+    if name == "random":
+        return RandomRegions(region_config, generator)
+    raise PasmError(f"erasing {name!r}", f"no regions to locate; choose one of {', '.join(REGION_METHODS)}")
+
+
+def locate_all(method, batches, capacity):
+    """Regions for every image of ``batches`` ((images, labels) pairs on the device, labels may be None),
+    in order, kept compact (``RegionMethod.compact``), plus PASM's attack result without its images.
+
+    PASM mines with continuous batching (``PointAttack.stream``) and locates the regions of
+    ``capacity`` images at a time, so memory grows with the regions kept, not with the data set.
+    """
+    if not isinstance(method, PasmRegions):
+        return torch.cat([method.compact(method.locate(images, labels)) for images, labels in batches]), None
+    size = None
+
+    def sized(batches):
+        nonlocal size
+        for images, labels in batches:
+            size = images.shape[-1]
+            yield images, labels
+
+    result = method.attack.stream(sized(batches), capacity)
+    regions = [method.compact(method.from_attack(result.rows(start, start + capacity), size))
+               for start in range(0, len(result), capacity)]
+    return torch.cat(regions), result
+
+
+def _square_side(images):
+    height, width = images.shape[-2:]
+    if height != width:
+        raise PasmError(f"images of size {height}x{width}", "erasing windows need square images")
+    return height
 
 
 @torch.no_grad()
 def probabilities(model, images):
     model.eval()
     return model(images).float().softmax(1)
+

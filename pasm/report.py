@@ -2,15 +2,21 @@
 
 The CLI's ``attack`` command and the app both call ``face_reports``: faces are found and aligned
 by pasm.faces, then the teacher attacks all crops in one batch, and every result is mapped back
-onto the photo through each crop's affine matrix.
+onto the photo through each crop's affine matrix. "The photo" is the array pasm.images.read_image
+returned: for a photo over its working size that is the reduced image, not the file's pixels.
+
+A single face is attacked until its prediction flips, as in the paper, under a cap that grows with
+the input (``pasm.attack.flip_cap``); pass an AttackConfig with ``max_points`` for a fixed budget.
 """
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import rgb_to_grayscale
 
+from .attack import AttackConfig
 from .data.transforms import eval_transform
-from .mining import baselines, mine, probabilities
+from .erasing import erase
+from .mining import AttentionRegions, PasmRegions, RandomRegions, RegionConfig, probabilities
 
 
 def crops_to_tensor(crops, input_spec, device="cpu"):
@@ -45,16 +51,17 @@ def _box_corners_to_photo(aligned, box):
 def face_reports(teacher, classes, aligned_faces, attack_config=None, region_config=None, student=None,
                  student_classes=None, device="cpu", seed=0):
     """One report per aligned face: prediction, attack points, region and the three erasings."""
-    from .mining import RegionConfig
-
     region_config = region_config or RegionConfig()
+    attack_config = attack_config or AttackConfig(max_points=None)
     images = crops_to_tensor([a.crop for a in aligned_faces], teacher.input_spec, device)
     clean = probabilities(teacher, images)
     labels = clean.argmax(1)
-    mined = mine(teacher, images, labels, attack_config, region_config)
     generator = torch.Generator(device=device).manual_seed(seed)
-    others = baselines(teacher, images, labels, region_config.area, region_config.fill, generator=generator)
-    erased = {"pasm": mined.erased, "random": others["random"][0], "attention": others["attention"][0]}
+    located = {"pasm": PasmRegions(teacher, attack_config, region_config).locate(images, labels),
+               "random": RandomRegions(region_config, generator).locate(images, labels),
+               "attention": AttentionRegions(teacher, region_config).locate(images, labels)}
+    erased = {name: erase(images, found.masks, region_config.fill, generator=generator) for name, found in located.items()}
+    pasm = located["pasm"]
     teacher_after = {k: _erasing_entry(teacher, classes, clean, v) for k, v in erased.items()}
     if student is not None:
         student_images = crops_to_tensor([a.crop for a in aligned_faces], student.input_spec, device)
@@ -63,7 +70,7 @@ def face_reports(teacher, classes, aligned_faces, attack_config=None, region_con
                          for k, v in erased.items()}
     reports = []
     for i, aligned in enumerate(aligned_faces):
-        sample = mined.attack.sample(i)
+        sample = pasm.attack.sample(i)
         centres = np.asarray(sample["points"], dtype=np.float64).reshape(-1, 2) + 0.5
         report = {
             "face_box": _crop_bounds_in_photo(aligned),
@@ -75,17 +82,18 @@ def face_reports(teacher, classes, aligned_faces, attack_config=None, region_con
             "point_scores": sample["scores"],
             "flipped": sample["flipped"],
             "points_to_flip": sample["points_to_flip"],
+            "max_points": attack_config.budget(*images.shape[-2:]),
             "trajectory": sample["trajectory"],
             "crop_size": int(images.shape[-1]),
-            "region": {"box": mined.boxes[i].tolist(), "polygon": _box_corners_to_photo(aligned, mined.boxes[i]),
-                       "area": float(mined.masks[i].float().mean())},
+            "region": {"box": pasm.boxes[i].tolist(), "polygon": _box_corners_to_photo(aligned, pasm.boxes[i]),
+                       "area": float(pasm.masks[i].float().mean())},
             "erasing": {k: v[i] for k, v in teacher_after.items()},
         }
         if student is not None:
             report["student"] = {"prediction": _prediction(student_clean[i], student_classes),
                                  "erasing": {k: v[i] for k, v in student_after.items()}}
         reports.append(report)
-    return reports, {"images": images, "mined": mined, "erased": erased}
+    return reports, {"images": images, "located": located, "erased": erased}
 
 
 def _match(images, model):

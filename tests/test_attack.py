@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
-from pasm.attack import AttackConfig, PointAttack
+from pasm.attack import AttackConfig, PointAttack, flip_cap
+from pasm.errors import PasmError
+from pasm.models import InputSpec
 
 
 def attack(model, images, labels=None, **config):
@@ -118,5 +121,69 @@ def test_leaves_the_model_untouched(trained_teacher, synth_set):
 
 @pytest.mark.parametrize("bad", [{"max_points": 0}, {"patch": 2}, {"score": "l7"}])
 def test_bad_config_is_refused(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(PasmError):
         AttackConfig(**bad)
+
+
+class SlowToFlip(torch.nn.Module):
+    """A grey two-class teacher on which every pushed pixel moves the logit gap by the same small step: on a black
+    image the flip takes exactly ``points`` points (the first pixels in reading order, where the gradient ties)."""
+
+    def __init__(self, side, points, step=0.01):
+        super().__init__()
+        self.input_spec = InputSpec(side, 1, [0.0], [1.0])
+        self.cam_layer = torch.nn.Conv2d(1, 1, 1)  # an identity, so Grad-CAM (attention erasing) has a layer
+        self.head = torch.nn.Linear(side * side, 2)
+        with torch.no_grad():
+            self.cam_layer.weight.fill_(1.0)
+            self.cam_layer.bias.zero_()
+            self.head.weight[0].fill_(-step)
+            self.head.weight[1].fill_(step)
+            self.head.bias.copy_(torch.tensor([step * (2 * points - 1), 0.0]))  # gap: step*(2*points-1) - 2*step*n
+
+    def forward(self, x):
+        return self.head(self.cam_layer(x).flatten(1))
+
+
+def black(side):
+    return torch.zeros(1, 1, side, side)
+
+
+def test_the_flip_cap_scales_with_the_input():
+    assert [flip_cap(s, s) for s in (16, 32, 48, 64, 112)] == [20, 20, 46, 82, 251]
+    assert flip_cap(48, 96) == 2 * flip_cap(48, 48)
+    assert AttackConfig().budget(48, 48) == 20, "mining keeps its fixed budget"
+    assert AttackConfig(max_points=None).budget(64, 64) == 82
+    assert AttackConfig(max_points=7).budget(64, 64) == 7
+
+
+def test_until_the_flip_goes_past_minings_budget():
+    model = SlowToFlip(48, points=25)
+    mining = attack(model, black(48))
+    assert not mining.flipped[0] and mining.num_points[0] == 20
+    single = attack(model, black(48), max_points=None)
+    assert single.flipped[0] and single.points_to_flip[0] == 25 == single.num_points[0]
+    assert single.points.shape[1] == 46
+    assert single.trajectory[0, 25].argmax() == 1 and single.trajectory[0, 24].argmax() == 0
+
+
+def test_until_the_flip_stops_at_the_cap_and_an_explicit_budget_still_caps():
+    model = SlowToFlip(48, points=60)
+    capped = attack(model, black(48), max_points=None)
+    assert not capped.flipped[0] and capped.num_points[0] == 46
+    assert attack(SlowToFlip(64, points=60), black(64), max_points=None).points_to_flip[0] == 60
+    explicit = attack(SlowToFlip(48, points=25), black(48), max_points=10)
+    assert not explicit.flipped[0] and explicit.num_points[0] == 10
+
+
+def test_a_single_face_report_attacks_until_the_flip_by_default():
+    from pasm.faces import AlignedFace
+    from pasm.report import face_reports
+
+    model = SlowToFlip(48, points=25).eval()
+    face = AlignedFace(np.zeros((48, 48, 3), np.uint8), np.array([[1.0, 0, 0], [0, 1.0, 0]]), 48)
+    [report], _ = face_reports(model, ["calm", "moved"], [face])
+    assert report["flipped"] and report["points_to_flip"] == 25 and len(report["points"]) == 25
+    assert report["max_points"] == 46
+    [fixed], _ = face_reports(model, ["calm", "moved"], [face], AttackConfig(max_points=20))
+    assert not fixed["flipped"] and fixed["max_points"] == 20

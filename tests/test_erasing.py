@@ -2,17 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from pasm.erasing import (
-    FILLS,
-    GradCAM,
-    SaliencyMap,
-    attention_boxes,
-    attention_erasing,
-    erase,
-    random_boxes,
-    random_erasing,
-)
+from pasm.erasing import FILLS, GradCAM, SaliencyMap, erase, random_boxes
 from pasm.errors import PasmError
+from pasm.mining import AttentionRegions, RandomRegions, RegionConfig
 from pasm.models import InputSpec, build_model
 from pasm.regions import box_masks, locate_regions, window_side
 
@@ -133,9 +125,8 @@ def test_random_erasing_erases_exactly_the_pasm_area(area):
     images = textured_images(batch=6)
     points = torch.randint(0, SIZE, (6, 5, 2), generator=torch.Generator().manual_seed(0))
     pasm = locate_regions(points, torch.full((6,), 5), SIZE, "densest", area).masks
-    erased, masks = random_erasing(images, area, "zeros", generator=torch.Generator().manual_seed(1))
+    masks = RandomRegions(RegionConfig(area=area), torch.Generator().manual_seed(1)).locate(images).masks
     assert torch.equal(masks.sum(dim=(1, 2, 3)), pasm.sum(dim=(1, 2, 3)))
-    assert torch.equal(erased, erase(images, masks, "zeros"))
 
 
 def test_gradcam_and_saliency_on_small_cnn_leave_the_model_alone():
@@ -176,7 +167,7 @@ def test_attention_box_lands_on_the_planted_hot_spot():
     corners = [(2, 2), (24, 3), (13, 22)]
     images = images_with_bright_squares(corners)
     model = BrightnessNet().eval()
-    boxes = attention_boxes(model, images, torch.ones(3, dtype=torch.long), 0.1)
+    boxes = AttentionRegions(model, RegionConfig(area=0.1)).locate(images, torch.ones(3, dtype=torch.long)).boxes
     square = box_masks(torch.tensor([[x, y, x + 6, y + 6] for x, y in corners]), SIZE)
     overlap = (box_masks(boxes, SIZE) & square).sum(dim=(1, 2, 3))
     assert (overlap == 36).all()  # the 10x10 window holds the whole 6x6 square
@@ -185,7 +176,8 @@ def test_attention_box_lands_on_the_planted_hot_spot():
 def test_attention_erasing_erases_exactly_the_pasm_area_on_the_hot_spot():
     images = images_with_bright_squares([(2, 2), (24, 3)])
     model = BrightnessNet().eval()
-    erased, masks = attention_erasing(model, images, 1, 0.1, fill="zeros")
+    masks = AttentionRegions(model, RegionConfig(area=0.1)).locate(images, torch.ones(2, dtype=torch.long)).masks
+    erased = erase(images, masks, "zeros")
     assert (masks.sum(dim=(1, 2, 3)) == window_side(SIZE, 0.1) ** 2).all()
     assert (erased[:, :, 2:8, 2:8][0] == 0).all() and (erased[:, :, 3:9, 24:30][1] == 0).all()
     assert all(p.grad is None for p in model.parameters())

@@ -5,10 +5,10 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, JpegImagePlugin, features
 
 from pasm.errors import ImageError
-from pasm.images import encode_png, read_image
+from pasm.images import WORK_PIXELS, encode_png, read_image
 
 
 def noise(height, width, channels=3, seed=0):
@@ -20,14 +20,24 @@ def saved(image, path, **options):
     return path
 
 
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def png_header_only(width, height):
     """A PNG whose header claims ``width x height`` pixels but carries almost no data: a decompression bomb."""
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+def black_one_bit_png(width, height):
+    """A complete, valid 1-bit black PNG built row by row: 24000x24000 is ~70 kB, and no image is ever allocated."""
+    row = b"\x00" * (1 + -(-width // 8))  # filter byte, then 8 pixels a byte
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
 
 
 def assert_error(source, fragment, file_name, **kwargs):
@@ -79,11 +89,60 @@ def test_bomb_header_is_refused_without_decoding(tmp_path, side, max_pixels):
 
 def test_own_pixel_limit_checked_from_header(tmp_path):
     path = tmp_path / "big.png"
-    path.write_bytes(png_header_only(8000, 8000))  # 64 M pixels: under PIL's guard, over ours
-    assert_error(path, "8000x8000", "big.png")
+    path.write_bytes(png_header_only(9500, 9500))  # 90 M pixels: a PNG is decoded whole, so over our limit
+    assert_error(path, "9500x9500", "big.png")
     small = saved(Image.fromarray(noise(20, 30)), tmp_path / "small.png")
     assert_error(small, "too many pixels", "small.png", max_pixels=599)
     assert read_image(small, max_pixels=600).shape == (20, 30, 3)
+
+
+def test_a_real_576_megapixel_png_is_refused_in_our_words(tmp_path):
+    np.testing.assert_array_equal(read_image(black_one_bit_png(40, 30)), np.zeros((30, 40, 3)))  # the builder is sound
+    data = black_one_bit_png(24000, 24000)
+    assert len(data) < 2**20
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert str(info.value) == ("%s: too many pixels (over %d, refused as a possible decompression bomb)"
+                               % (path, 2 * Image.MAX_IMAGE_PIXELS))
+
+
+def phone_jpeg(width, height, **options):
+    """A mostly flat grey JPEG with a dark block at a known place, as cheap to make as a photo of that size can be."""
+    image = Image.new("L", (width, height), 200)
+    image.paste(20, (width // 4, height // 4, width // 2, height // 2))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=20, **options)
+    return buffer.getvalue()
+
+
+def test_a_45_megapixel_phone_jpeg_is_decoded_at_reduced_scale(monkeypatch):
+    drafts = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda self, mode, size: drafts.append(size) or real_draft(self, mode, size))
+    result = read_image(phone_jpeg(6000, 7500), name="phone.jpg")
+    assert drafts == [(3000, 3750)], "libjpeg decodes at half scale: the full 45 Mpx never exist"
+    assert result.shape == (3750, 3000, 3) and result.shape[0] * result.shape[1] <= WORK_PIXELS
+    assert result[1000, 800].max() < 60 and result[2500, 2000].min() > 150  # the block, at half scale
+
+
+def test_a_jpeg_may_have_more_pixels_than_a_png_because_it_is_decoded_reduced(tmp_path):
+    jpeg = phone_jpeg(600, 500)  # 300 000 pixels, against limits scaled down 1000x
+    assert read_image(jpeg, max_pixels=200_000, work_pixels=100_000).shape == (250, 300, 3)
+    assert_error(jpeg, "too many pixels", "big.jpg", name="big.jpg", max_pixels=140_000)  # over twice the limit
+    png = saved(Image.open(io.BytesIO(jpeg)), tmp_path / "big.png")
+    assert_error(png, "600x500", "big.png", max_pixels=200_000)
+
+
+def test_images_over_the_working_size_come_back_reduced_by_a_whole_factor(tmp_path):
+    pixels = noise(60, 90)
+    path = saved(Image.fromarray(pixels), tmp_path / "wide.png")
+    reduced = read_image(path, work_pixels=1500)
+    assert reduced.shape == (30, 45, 3)
+    np.testing.assert_array_equal(reduced, np.asarray(Image.fromarray(pixels).reduce(2)))
+    assert read_image(path, work_pixels=5400).shape == (60, 90, 3)
 
 
 def test_pil_global_state_is_left_alone(tmp_path):

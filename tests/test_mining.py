@@ -1,9 +1,12 @@
+import pytest
 import torch
 
-from pasm.attack import AttackConfig
+from pasm.attack import AttackConfig, PointAttack
 from pasm.compare import format_table, informativeness
-from pasm.mining import RegionConfig, baselines, mine
-from pasm.regions import window_side
+from pasm.errors import PasmError
+from pasm.mining import (REGION_METHODS, AttentionRegions, PasmRegions, RandomRegions, RegionConfig, locate_all,
+                         region_method)
+from pasm.regions import locate_regions, window_side
 
 
 class TensorFER(torch.utils.data.TensorDataset):
@@ -17,24 +20,58 @@ class TensorFER(torch.utils.data.TensorDataset):
         return self.cues[i].numpy()
 
 
-def test_mine_erases_a_window_of_the_requested_area(trained_teacher, synth_set):
+def test_pasm_regions_are_the_attack_points_window(trained_teacher, synth_set):
     images, labels, _ = synth_set["test"]
-    mined = mine(trained_teacher, images[:16], labels[:16], AttackConfig(max_points=10), RegionConfig(area=0.1, fill="zeros"))
+    config = AttackConfig(max_points=10)
+    located = PasmRegions(trained_teacher, config, RegionConfig(area=0.1)).locate(images[:16], labels[:16])
+    attack = PointAttack(trained_teacher, config)(images[:16], labels[:16])
     side = window_side(images.shape[-1], 0.1)
-    has_points = mined.attack.num_points > 0
-    assert (mined.masks[has_points].flatten(1).sum(1) == side * side).all()
-    assert (mined.masks[~has_points].sum() == 0)
-    erased_pixels = mined.masks.expand_as(images[:16])
-    assert (mined.erased[erased_pixels] == 0).all()
-    assert torch.equal(mined.erased[~erased_pixels], images[:16][~erased_pixels])
+    has_points = located.attack.num_points > 0
+    assert torch.equal(located.attack.points, attack.points)
+    assert torch.equal(located.boxes, locate_regions(attack.points, attack.num_points, images.shape[-1]).boxes)
+    assert (located.masks[has_points].flatten(1).sum(1) == side * side).all()
+    assert located.masks[~has_points].sum() == 0
 
 
-def test_baselines_erase_the_same_area(trained_teacher, synth_set):
+def test_every_method_locates_the_same_area(trained_teacher, synth_set):
     images, labels, _ = synth_set["test"]
-    others = baselines(trained_teacher, images[:8], labels[:8], area=0.1, generator=torch.Generator().manual_seed(0))
     side = window_side(images.shape[-1], 0.1)
-    for _, masks in others.values():
-        assert (masks.flatten(1).sum(1) == side * side).all()
+    for name in REGION_METHODS:
+        method = region_method(name, trained_teacher, AttackConfig(max_points=10), RegionConfig(area=0.1),
+                               torch.Generator().manual_seed(0))
+        located = method.locate(images[:8], labels[:8])
+        assert located.masks.shape == (8, 1, *images.shape[-2:]) and located.masks.dtype == torch.bool
+        chosen = located.masks.flatten(1).any(1)
+        assert (located.masks[chosen].flatten(1).sum(1) == side * side).all()
+    assert AttentionRegions(trained_teacher).locate(images[:2]).cam.shape == (2, 1, *images.shape[-2:])
+    with pytest.raises(PasmError, match="none"):
+        region_method("none")
+
+
+@pytest.mark.parametrize("bad", [{"strategy": "blob"}, {"fill": "paint"}, {"area": 0}, {"area": 1.5},
+                                 {"strategy": "disks", "adaptive": True}])
+def test_region_config_checks_itself(bad):
+    with pytest.raises(PasmError):
+        RegionConfig(**bad)
+
+
+def test_locate_all_with_continuous_batching_gives_the_batched_regions(trained_teacher, synth_set):
+    """Refilling the batch as images flip changes what runs together, never an image's own points."""
+    images, labels, _ = synth_set["test"]
+    config = AttackConfig(max_points=12)
+    whole = PointAttack(trained_teacher, config)(images, labels)
+    for strategy in ("densest", "disks"):
+        method = PasmRegions(trained_teacher, config, RegionConfig(strategy=strategy, area=0.1))
+        batches = [(images[i:i + 10], labels[i:i + 10]) for i in range(0, len(images), 10)]
+        regions, result = locate_all(method, batches, capacity=8)
+        assert torch.equal(result.points, whole.points)
+        assert torch.equal(result.points_to_flip, whole.points_to_flip)
+        assert result.adversarial is None and result.trajectory is None  # a data set's worth is not kept
+        expected = method.compact(method.from_attack(whole, images.shape[-1]))
+        assert torch.equal(regions, expected)
+    random = RandomRegions(RegionConfig(area=0.1), torch.Generator().manual_seed(3))
+    boxes, none = locate_all(random, [(images[:5], None), (images[5:9], None)], capacity=8)
+    assert none is None and boxes.shape == (9, 4)
 
 
 def test_informativeness_table(trained_teacher, synth_set):

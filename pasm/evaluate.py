@@ -97,29 +97,42 @@ class EvalSets:
         self.sets = {"clean": decode_all(clean, workers=workers),
                      "occluded": decode_all(OccludedDataset(clean, occlusion_seed, transform), workers=workers)}
         self.occluders = [occluder_kind(i, occlusion_seed) for i in range(len(clean))]
+        self.wild_regions = None
         if self.split == "test" and parse_spec(spec)[0] is SynthFER and WILD_SPLIT in available_splits(spec):
-            self.sets["wild"] = decode_all(open_dataset(spec, WILD_SPLIT, transform), workers=workers)
+            wild = open_dataset(spec, WILD_SPLIT, transform)
+            self.sets["wild"] = decode_all(wild, workers=workers)
+            regions = [wild.occluded_region(i) for i in range(len(wild))]
+            self.wild_regions = None if None in regions else regions  # None: written before regions were recorded
 
     def evaluate(self, model, batch_size=256, device="cpu"):
-        """Clean metrics plus ``occluded_*`` (and ``wild_*``) accuracies, one flat JSON-ready dict."""
+        """Clean metrics plus ``occluded_*`` (and ``wild_*``) accuracies, one flat JSON-ready dict.
+
+        ``wild_accuracy_by_region`` is test_wild's accuracy per occluded facial region (brows, eyes, nose, mouth):
+        which region's loss costs the model most.
+        """
         scores = {name: _probabilities(model, images, batch_size, device) for name, (images, _) in self.sets.items()}
         clean_labels = self.sets["clean"][1]
         metrics = {"split": self.split, **classification_metrics(scores["clean"], clean_labels, self.classes)}
         occluded = classification_metrics(scores["occluded"], clean_labels, self.classes)
         metrics.update(occluded_accuracy=occluded["accuracy"], occluded_mean_class_accuracy=occluded["mean_class_accuracy"],
                        occluded_per_class_accuracy=occluded["per_class_accuracy"],
-                       occluded_accuracy_by_kind=self._by_occluder(scores["occluded"], clean_labels))
+                       occluded_accuracy_by_kind=_accuracy_by_group(scores["occluded"], clean_labels, self.occluders))
         if "wild" in scores:
             wild = classification_metrics(scores["wild"], self.sets["wild"][1], self.classes)
             metrics.update(wild_accuracy=wild["accuracy"], wild_mean_class_accuracy=wild["mean_class_accuracy"])
+            if self.wild_regions is not None:
+                metrics["wild_accuracy_by_region"] = _accuracy_by_group(scores["wild"], self.sets["wild"][1],
+                                                                        self.wild_regions)
         return metrics
 
-    def _by_occluder(self, probs, labels):
-        correct = probs.argmax(1) == labels
-        kinds = {}
-        for i, kind in enumerate(self.occluders):
-            kinds.setdefault(kind, []).append(i)
-        return {kind: float(correct[index].float().mean()) for kind, index in sorted(kinds.items())}
+
+def _accuracy_by_group(probs, labels, groups):
+    """Accuracy over the images of each group (``groups[i]`` names image i's), keyed by group in sorted order."""
+    correct = probs.argmax(1) == labels
+    members = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    return {group: float(correct[index].float().mean()) for group, index in sorted(members.items())}
 
 
 @torch.no_grad()
@@ -130,12 +143,18 @@ def _probabilities(model, images, batch_size, device):
 
 
 def evaluate_checkpoint(path, spec, split=None, batch_size=256, device="cpu", workers=0, occlusion_seed=0):
-    """What ``pasm eval`` prints: a checkpoint scored on a data set's clean and occluded test images."""
+    """What ``pasm eval`` prints: a checkpoint scored on a data set's clean and occluded test images.
+
+    The checkpoint's outputs are matched to the data set's classes by name (pasm.emotions: FER2013's
+    ``angry`` scores RAF-DB's ``anger``), so every metric is over the data set's classes, in its order;
+    ``class_mapping`` says which output stood for which class.
+    """
     from .checkpoints import load_checkpoint
+    from .emotions import mapped_model
 
     checkpoint = load_checkpoint(path, device=device)
     sets = EvalSets(spec, checkpoint.model.input_spec, split, occlusion_seed, workers)
-    if sets.classes != checkpoint.classes:
-        raise PasmError(spec, f"classes {sets.classes} differ from the checkpoint's {checkpoint.classes}")
-    metrics = sets.evaluate(checkpoint.model, batch_size, device)
-    return {"checkpoint": str(path), "sha256": checkpoint.sha256, "data": str(spec), **metrics}
+    model, mapping = mapped_model(checkpoint.model, checkpoint.classes, sets.classes, what=spec)
+    metrics = sets.evaluate(model, batch_size, device)
+    return {"checkpoint": str(path), "sha256": checkpoint.sha256, "data": str(spec), **metrics,
+            "class_mapping": mapping.to_dict()}

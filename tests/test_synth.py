@@ -1,20 +1,23 @@
 import itertools
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
 import torchvision
 
-from pasm.data.synth import (CLASSES, EXPRESSIONS, REGIONS, SPLITS, SynthFER, SynthFERMemory, label_of,
-                             render_sample, write_synth)
+from pasm.cli import main
+from pasm.data.synth import (CLASSES, CUE_DESIGNS, EXPRESSIONS, OCCLUDERS, REDUNDANT, REDUNDANT_INTENSITY, REGIONS,
+                             SPLITS, SynthFER, SynthFERMemory, _cue_regions, label_of, occluded_region, render_sample,
+                             write_synth)
 from pasm.errors import DataError
 
 
-def first_sample(split, predicate, size=64, seed=0):
+def first_sample(split, predicate, size=64, seed=0, cues="redundant"):
     """The first sample of a split that satisfies ``predicate``; the search is deterministic."""
     for index in range(500):
-        sample = render_sample(seed, split, index, size)
+        sample = render_sample(seed, split, index, size, cues)
         if predicate(sample):
             return sample
     raise AssertionError("no sample matched")
@@ -37,13 +40,15 @@ def test_class_order_is_raf_db():
     assert set(EXPRESSIONS) == set(CLASSES)
 
 
-def test_same_seed_gives_identical_pixels_and_masks():
+@pytest.mark.parametrize("cues", CUE_DESIGNS)
+def test_same_seed_gives_identical_pixels_and_masks(cues):
     for split in SPLITS:
-        a, b = render_sample(3, split, 11), render_sample(3, split, 11)
+        a, b = render_sample(3, split, 11, cues=cues), render_sample(3, split, 11, cues=cues)
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
         assert np.array_equal(a.cue_mask, b.cue_mask)
         assert np.array_equal(a.occluder_mask, b.occluder_mask)
-        assert (a.label, a.cues, a.intensity, a.occluder) == (b.label, b.cues, b.intensity, b.occluder)
+        assert (a.label, a.cues, a.intensity, a.occluder, a.occluded_region) == \
+            (b.label, b.cues, b.intensity, b.occluder, b.occluded_region)
 
 
 def test_different_seed_or_index_gives_different_images():
@@ -58,7 +63,7 @@ def test_sample_shape_and_types():
     assert sample.image.mode == "RGB" and sample.image.size == (48, 48)
     for mask in (sample.cue_mask, sample.occluder_mask):
         assert mask.shape == (48, 48) and mask.dtype == np.bool_
-    assert set(sample.cues) == set(REGIONS)
+    assert set(sample.cues) == set(sample.intensity) == set(sample.region_masks) == set(REGIONS)
     assert 0 <= sample.label < len(CLASSES)
 
 
@@ -69,15 +74,43 @@ def test_every_class_appears_equally_often():
         assert labels != [i % 7 for i in range(70)]
 
 
-def test_cues_and_intensity_come_from_the_table():
+def test_exclusive_cues_and_intensity_come_from_the_table():
     for index in range(28):
-        sample = render_sample(0, "train", index, size=32)
+        sample = render_sample(0, "train", index, size=32, cues="exclusive")
         table = EXPRESSIONS[CLASSES[sample.label]]
         assert all(sample.cues[region] in table[region] for region in REGIONS)
-        if CLASSES[sample.label] == "neutral":
-            assert sample.intensity == 0.0
-        else:
-            assert 0.2 <= sample.intensity <= 1.0
+        shown = {sample.intensity[region] for region in REGIONS if sample.cues[region] != "neutral"}
+        assert len(shown) <= 1 and all(0.2 <= t <= 1.0 for t in shown)  # one intensity for the face
+        assert all(sample.intensity[region] == 0.0 for region in REGIONS if sample.cues[region] == "neutral")
+
+
+def test_redundant_cues_follow_the_prototypes_with_their_own_intensities():
+    low, high = REDUNDANT_INTENSITY
+    intensities = set()
+    for index in range(56):
+        sample = render_sample(0, "train", index, size=16)
+        table = REDUNDANT[CLASSES[sample.label]]
+        shown = {region for region in REGIONS if sample.cues[region] != "neutral"}
+        assert shown <= set(table) and (len(shown) >= 1 or not table)  # evidence for every label but neutral
+        assert all(sample.cues[region] in table[region][0] for region in shown)
+        assert all(low <= sample.intensity[region] <= high for region in shown)
+        assert all(sample.intensity[region] == 0.0 for region in set(REGIONS) - shown)
+        intensities |= {sample.intensity[region] for region in shown}
+    assert len(intensities) > 100  # drawn per region, not per face
+    assert all(2 <= len(table) <= 4 for name, table in REDUNDANT.items() if name != "neutral")
+
+
+def survivors(cues, name, n=50):
+    """Share of ``n`` faces of class ``name`` that still show a cue whichever single region is removed."""
+    indices = [i for i in range(20 * n) if CLASSES[label_of(0, "train", i)] == name][:n]
+    regions = [_cue_regions(render_sample(0, "train", i, 16, cues).cues) for i in indices]
+    return np.mean([len(shown) >= 2 for shown in regions])
+
+
+def test_redundant_evidence_survives_the_loss_of_one_region():
+    for name in CLASSES[:-1]:
+        assert survivors("redundant", name) >= 0.7, name
+    assert survivors("exclusive", "happiness") < 0.7  # the smile is often its only cue
 
 
 def test_classes_sharing_a_cue_really_share_it():
@@ -104,23 +137,39 @@ def test_the_label_is_a_function_of_the_cues():
 
 
 def test_surprise_and_fear_samples_share_raised_brows_but_not_the_mouth():
-    surprise = first_sample("train", class_is("surprise"))
-    fear = first_sample("train", lambda s: class_is("fear")(s) and s.cues["brows"] == "raised")
+    surprise = first_sample("train", class_is("surprise"), cues="exclusive")
+    fear = first_sample("train", lambda s: class_is("fear")(s) and s.cues["brows"] == "raised", cues="exclusive")
     assert surprise.cues["brows"] == fear.cues["brows"] == "raised"
     assert surprise.cues["mouth"] != fear.cues["mouth"]
 
 
-def test_cue_mask_is_a_small_non_empty_part_of_the_image():
+@pytest.mark.parametrize("cues", CUE_DESIGNS)
+def test_cue_mask_is_a_small_non_empty_part_of_the_image(cues):
     for index in range(21):
-        mask = render_sample(0, "test", index).cue_mask
+        mask = render_sample(0, "test", index, cues=cues).cue_mask
         assert 0 < mask.mean() < 0.25
 
 
+@pytest.mark.parametrize("cues", CUE_DESIGNS)
+def test_every_drawn_cue_is_in_the_mask_in_its_region(cues):
+    for index in range(28):
+        sample = render_sample(0, "test", index, size=48, cues=cues)
+        shown = [region for region in REGIONS if region in _cue_regions(sample.cues)]
+        for region in REGIONS:
+            mask = sample.region_masks[region]
+            assert mask.any() == (region in shown), (index, region)
+            assert not (mask & ~sample.cue_mask).any()
+        assert np.array_equal(np.logical_or.reduce(list(sample.region_masks.values())), sample.cue_mask)
+        heights = [np.nonzero(sample.region_masks[region])[0].mean() for region in shown]
+        assert heights == sorted(heights), (index, shown)  # brows above eyes above nose above mouth
+
+
 def test_happiness_mask_lies_on_the_mouth_and_surprise_mask_spans_the_face():
-    happy = first_sample("test", lambda s: class_is("happiness")(s) and s.cues["eyes"] == "neutral")
+    happy = first_sample("test", lambda s: class_is("happiness")(s) and s.cues["eyes"] == "neutral",
+                         cues="exclusive")
     rows = np.nonzero(happy.cue_mask.any(axis=1))[0]
     assert rows.min() > 64 // 2
-    surprised = first_sample("test", class_is("surprise"))
+    surprised = first_sample("test", class_is("surprise"), cues="exclusive")
     rows = np.nonzero(surprised.cue_mask.any(axis=1))[0]
     assert rows.min() < 64 // 2 < rows.max()
 
@@ -137,6 +186,25 @@ def test_occluder_only_in_the_wild():
         assert plain.occluder is None and not plain.occluder_mask.any()
         assert wild.occluder is not None and wild.occluder_mask.any()
         assert not render_sample(0, "train", index).occluder_mask.any()
+
+
+def test_wild_split_is_balanced_over_the_occluded_regions():
+    for n in (21, 40, 43):
+        counts = Counter(occluded_region(2, i) for i in range(n))
+        assert set(counts) == set(REGIONS) and max(counts.values()) - min(counts.values()) <= 1, counts
+    assert [occluded_region(0, i) for i in range(12)] != [occluded_region(1, i) for i in range(12)]
+    assert [occluded_region(0, i) for i in range(4)] != [occluded_region(0, i) for i in range(4, 8)]
+
+
+def test_the_occluder_hides_most_of_its_regions_cue():
+    hidden = {region: [] for region in REGIONS}
+    for index in range(48):
+        wild = render_sample(0, "test_wild", index, size=48)
+        assert wild.occluded_region == occluded_region(0, index) and wild.occluder in OCCLUDERS
+        cue = wild.region_masks[wild.occluded_region]
+        if cue.any():
+            hidden[wild.occluded_region].append((cue & wild.occluder_mask).sum() / cue.sum())
+    assert all(len(shares) >= 1 and min(shares) > 0.5 for shares in hidden.values()), hidden
 
 
 def test_wild_sample_is_the_test_sample_plus_an_occluder():
@@ -164,6 +232,15 @@ def test_unknown_split_is_refused():
         SynthFERMemory(3, split="val")
 
 
+def test_unknown_cue_design_is_refused(tmp_path):
+    with pytest.raises(DataError, match="unknown cue design"):
+        render_sample(0, "train", 0, cues="shared")
+    with pytest.raises(DataError, match="unknown cue design"):
+        SynthFERMemory(3, cues="shared")
+    with pytest.raises(DataError, match="unknown cue design"):
+        write_synth(tmp_path, train=7, test=0, cues="shared")
+
+
 def test_memory_dataset_matches_render_sample():
     data = SynthFERMemory(9, split="test_wild", size=32, seed=4, transform=torchvision.transforms.ToTensor())
     assert len(data) == 9 and data.classes == CLASSES
@@ -173,6 +250,15 @@ def test_memory_dataset_matches_render_sample():
     assert np.array_equal(np.asarray(data.load_image(7)), np.asarray(expected.image))
     assert np.array_equal(data.cue_mask(7), expected.cue_mask)
     assert np.array_equal(data.occluder_mask(7), expected.occluder_mask)
+    assert data.cue_design == "redundant" and data.occluded_region(7) == expected.occluded_region
+
+
+def test_memory_dataset_renders_the_cue_design_it_is_given():
+    data = SynthFERMemory(9, split="test", size=32, seed=4, cues="exclusive")
+    expected = render_sample(4, "test", 5, size=32, cues="exclusive")
+    assert data.cue_design == "exclusive" and data.sample(5).cues == expected.cues
+    assert np.array_equal(np.asarray(data.load_image(5)), np.asarray(expected.image))
+    assert data.occluded_region(5) is None
 
 
 def test_write_synth_manifest(written):
@@ -184,9 +270,12 @@ def test_write_synth_manifest(written):
     assert manifest["splits"]["train"]["class_counts"] == {name: 2 for name in CLASSES}
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert calls == list(range(1, 29))
+    assert manifest["cue_design"] == "redundant" and set(manifest["expressions"]) == set(CLASSES)
+    assert manifest["expressions"]["happiness"]["mouth"] == {"cues": ["smile"], "probability": 0.9}
     record = manifest["splits"]["test_wild"]["images"][3]
-    assert set(record) == {"file", "label", "cues", "intensity", "occluder"}
-    assert record["occluder"] is not None
+    assert set(record) == {"file", "label", "cues", "intensity", "occluder", "occluded_region"}
+    assert record["occluder"] is not None and record["occluded_region"] == occluded_region(5, 3)
+    assert manifest["splits"]["test"]["images"][3]["occluded_region"] is None
 
 
 def test_round_trip_through_disk(written):
@@ -202,6 +291,38 @@ def test_round_trip_through_disk(written):
             assert np.array_equal(np.asarray(image), np.asarray(expected.image))
             assert np.array_equal(data.cue_mask(index), expected.cue_mask)
             assert np.array_equal(data.occluder_mask(index), expected.occluder_mask)
+            assert data.cue_design == "redundant" and data.occluded_region(index) == expected.occluded_region
+
+
+def test_exclusive_design_round_trips_and_older_directories_read_as_exclusive(tmp_path):
+    write_synth(tmp_path, train=7, test=4, size=24, cues="exclusive")
+    data = SynthFER(tmp_path, "train")
+    assert data.cue_design == "exclusive"
+    assert np.array_equal(np.asarray(data[3][0]), np.asarray(render_sample(0, "train", 3, 24, "exclusive").image))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["expressions"]["happiness"]["mouth"] == ["smile"]
+    del manifest["cue_design"]  # as written before the cue designs
+    for record in manifest["splits"]["test_wild"]["images"]:
+        del record["occluded_region"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert SynthFER(tmp_path, "train").cue_design == "exclusive"
+    assert SynthFER(tmp_path, "test_wild").occluded_region(0) is None
+    manifest["cue_design"] = "shared"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="unknown cue design"):
+        SynthFER(tmp_path, "train")
+
+
+def test_synth_command_writes_the_chosen_design(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert "redundant" in capsys.readouterr().out
+    for cues in CUE_DESIGNS:
+        assert main(["synth", str(tmp_path / cues), "--train", "7", "--test", "0", "--size", "16",
+                     "--cues", cues]) == 0
+        assert SynthFER(tmp_path / cues, "train").cue_design == cues
+    assert main(["synth", str(tmp_path / "default"), "--train", "7", "--test", "0", "--size", "16"]) == 0
+    assert SynthFER(tmp_path / "default", "train").cue_design == "redundant"
 
 
 def test_imagefolder_reads_a_split(written):

@@ -2,11 +2,15 @@
 
 Real FER data sets cannot say *which pixels* carry an expression, nor what an occluder hides. Here every image
 comes with a cue mask (where the label's evidence was drawn) and an occluder mask, so attention maps and
-adversarial points (PASM) can be scored against the truth. Expressions are built from cues shared between
-classes (see ``EXPRESSIONS``): no single face region decides the class, a model has to combine regions.
+adversarial points (PASM) can be scored against the truth. Two cue designs (``CUE_DESIGNS``): ``redundant``
+(``REDUNDANT``, the default) shows an expression in 2-4 regions after its FACS prototype, each region with its own
+chance and strength, so erasing one region usually leaves weaker evidence elsewhere, the premise of PASM;
+``exclusive`` (``EXPRESSIONS``, the first design) shows it in all regions with cues shared between classes, which
+leaves some labels (happiness: the mouth) a single region of evidence.
 
-Every sample depends only on ``(seed, split, index)``: a data set can be regenerated instead of shipped, and
-``test_wild[i]`` is ``test[i]`` with one occluder added, so the test/test_wild accuracy gap measures occlusion alone.
+Every sample depends only on ``(seed, split, index, cue design)``: a data set can be regenerated instead of shipped,
+and ``test_wild[i]`` is ``test[i]`` with one occluder added over one region (``occluded_region``, balanced over
+``REGIONS``), so the test/test_wild accuracy gap measures occlusion alone, region by region.
 """
 import io
 import json
@@ -28,8 +32,9 @@ REGIONS = ("brows", "eyes", "nose", "mouth")
 OCCLUDERS = ("hand", "sunglasses", "mask", "scarf", "hair", "patch")
 FORMAT = "pasm-synthfer"
 VERSION = 1
+CUE_DESIGNS = ("redundant", "exclusive")
 
-# The single source of truth for what each expression looks like: class -> region -> the cues it may show there
+# The exclusive design, what each expression looks like: class -> region -> the cues it may show there
 # (one is drawn per sample). Loosely after FACS action units. Cues are deliberately shared so that a region on its
 # own is ambiguous: raised brows and wide eyes say "surprise or fear" and only the mouth tells them apart;
 # inner-raised brows are fear or sadness; narrowed eyes are disgust, happiness or anger; a wrinkled nose is
@@ -46,9 +51,30 @@ EXPRESSIONS = {
     "neutral": {"brows": ("neutral",), "eyes": ("neutral",), "nose": ("neutral",), "mouth": ("neutral",)},
 }
 
+# The redundant design, after the EMFACS prototypes: class -> region -> (the cues it may show there, the chance
+# that the region shows one). Regions absent from a class, and regions whose draw fails, stay neutral; a face whose
+# every draw fails shows its likeliest region, so a label never lacks evidence. Each shown cue has its own
+# intensity, uniform in REDUNDANT_INTENSITY.
+REDUNDANT = {
+    # AU1+2 brows, AU5 eyes, AU26 jaw drop
+    "surprise": {"brows": (("raised",), 0.8), "eyes": (("wide",), 0.75), "mouth": (("open", "O"), 0.9)},
+    # AU1+2+4 brows, AU5 eyes, AU20+26 mouth
+    "fear": {"brows": (("raised_knit",), 0.8), "eyes": (("wide",), 0.8), "mouth": (("stretched",), 0.85)},
+    # AU9 nose (it lowers the brows too), AU15+16 mouth
+    "disgust": {"brows": (("lowered",), 0.65), "nose": (("wrinkled",), 0.9), "mouth": (("asymmetric",), 0.8)},
+    # AU6 cheeks and narrowed eyes, AU12 lip corners
+    "happiness": {"eyes": (("narrowed",), 0.85), "mouth": (("smile",), 0.9)},
+    # AU1+4 brows, lowered upper lids, AU15 lip corners
+    "sadness": {"brows": (("inner_raised",), 0.85), "eyes": (("drooped",), 0.7), "mouth": (("frown",), 0.8)},
+    # AU4 brows, AU5+7 eyes, AU23 lips
+    "anger": {"brows": (("knitted",), 0.9), "eyes": (("glaring",), 0.75), "mouth": (("pressed",), 0.75)},
+    "neutral": {},
+}
+REDUNDANT_INTENSITY = (0.6, 1.0)
+
 # test_wild shares the test stream: same faces, plus an occluder drawn from its own stream.
 _SPLIT_STREAM = {"train": 0, "test": 1, "test_wild": 1}
-_LABEL_STREAM, _FACE_STREAM, _OCCLUDER_STREAM = 0, 1, 2
+_LABEL_STREAM, _FACE_STREAM, _OCCLUDER_STREAM, _REGION_STREAM = 0, 1, 2, 3
 
 _SKIN_TONES = [(255, 224, 196), (241, 194, 157), (224, 172, 125), (198, 134, 90), (141, 85, 54), (92, 58, 40)]
 _HAIR_COLORS = [(20, 16, 14), (55, 35, 22), (95, 62, 35), (190, 150, 90), (150, 60, 30), (140, 140, 140)]
@@ -65,8 +91,11 @@ class SynthSample:
 
     ``cue_mask`` marks the drawn parts of every region whose cue differs from neutral (for a neutral face: its
     brows, eyes and mouth). It is drawn as if nothing occluded it; ``cue_mask & ~occluder_mask`` is the visible
-    evidence. ``cues`` maps each region to its cue name, ``intensity`` runs from 0.2 (subtle) to 1 (strong) and
-    is 0 for neutral faces; ``occluder`` names the occluder of a test_wild image.
+    evidence. ``cues`` maps each region to its cue name, ``intensity`` maps each region to its cue's strength, up to
+    1 (strong; from 0.2 in the exclusive design, see REDUNDANT_INTENSITY for the redundant one), and 0 where the
+    cue is neutral; ``occluder`` names the occluder of a test_wild image
+    and ``occluded_region`` the region it was drawn over. ``region_masks`` splits the cue mask by region (each
+    lies within it; a region not in the cue mask has an empty one), in memory only: the files hold ``cue_mask``.
     """
 
     image: Image.Image
@@ -74,8 +103,10 @@ class SynthSample:
     cue_mask: np.ndarray
     occluder_mask: np.ndarray
     cues: dict
-    intensity: float
+    intensity: dict
+    region_masks: dict
     occluder: str = None
+    occluded_region: str = None
 
 
 def _check_split(split):
@@ -90,6 +121,11 @@ def _check_settings(seed, size):
         raise DataError(f"size={size!r}", "the image size must be an integer of at least 16 pixels")
 
 
+def _check_design(cues):
+    if cues not in CUE_DESIGNS:
+        raise DataError(f"cues={cues!r}", f"unknown cue design; expected one of {', '.join(CUE_DESIGNS)}")
+
+
 def _rng(seed, split, index, stream):
     return np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_STREAM[split], index, stream]))
 
@@ -99,6 +135,13 @@ def label_of(seed, split, index):
     _check_split(split)
     block_order = _rng(seed, split, index // len(CLASSES), _LABEL_STREAM).permutation(len(CLASSES))
     return int(block_order[index % len(CLASSES)])
+
+
+def occluded_region(seed, index):
+    """The region test_wild image ``index`` hides: each block of 4 indices hides every region once, in its own order,
+    so accuracy per occluded region is measured on equal shares of the split."""
+    block_order = _rng(seed, "test_wild", index // len(REGIONS), _REGION_STREAM).permutation(len(REGIONS))
+    return REGIONS[block_order[index % len(REGIONS)]]
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -144,13 +187,36 @@ def _sample_identity(rng):
     }
 
 
-def _sample_expression(rng, label):
-    """Cues for the class, one intensity for the whole face, and the free choices some cues have."""
-    table = EXPRESSIONS[CLASSES[label]]
+def _exclusive_cues(rng, name):
+    """Every region from ``EXPRESSIONS``, one intensity shared by the face's non-neutral cues."""
+    table = EXPRESSIONS[name]
     cues = {region: table[region][rng.integers(len(table[region]))] for region in REGIONS}
-    intensity = float(rng.uniform(0.2, 1.0))  # drawn for every class, so later draws line up across classes
-    if CLASSES[label] == "neutral":
-        intensity = 0.0
+    strength = float(rng.uniform(0.2, 1.0))  # drawn for every class, so later draws line up across classes
+    return cues, {region: 0.0 if cue == "neutral" else strength for region, cue in cues.items()}
+
+
+def _redundant_cues(rng, name):
+    """Each region of ``REDUNDANT`` shown with its own chance and intensity; the likeliest one if none is."""
+    table = REDUNDANT[name]
+    draws = rng.random((len(REGIONS), 3))  # (shown?, intensity, which cue) for every region and class alike
+    shown = {region for region, (show, _, _) in zip(REGIONS, draws) if region in table and show < table[region][1]}
+    if table and not shown:
+        shown = {max(table, key=lambda region: table[region][1])}
+    low, high = REDUNDANT_INTENSITY
+    cues, intensity = {}, {}
+    for region, (_, strength, which) in zip(REGIONS, draws):
+        options = table[region][0] if region in shown else ("neutral",)
+        cues[region] = options[int(which * len(options))]
+        intensity[region] = float(low + (high - low) * strength) if region in shown else 0.0
+    return cues, intensity
+
+
+_SAMPLE_CUES = {"exclusive": _exclusive_cues, "redundant": _redundant_cues}
+
+
+def _sample_expression(rng, label, design):
+    """Cues and their intensities for the class, and the free choices some cues have."""
+    cues, intensity = _SAMPLE_CUES[design](rng, CLASSES[label])
     return cues, intensity, {"mouth_open": rng.uniform(0, 1), "side": 1 if rng.random() < 0.5 else -1}
 
 
@@ -179,6 +245,9 @@ def _sample_scene(rng):
 class _Painter:
     """Draws in face units onto the supersampled picture, and the same shapes into the cue/occluder masks.
 
+    ``cue`` names the region a shape is evidence of (None: not evidence); it goes into the cue mask and into
+    that region's own mask.
+
     Face units: (0, 0) is the face centre, 1 is the half-width of the face, v grows downwards. The head pose
     (rotation, scale, shift) is applied to the coordinates here, so the drawing code never thinks about it and
     no image has to be resampled.
@@ -188,8 +257,10 @@ class _Painter:
         canvas = picture.size[0]
         self.cue = Image.new("L", picture.size, 0)
         self.occ = Image.new("L", picture.size, 0)
+        self.regions = {region: Image.new("L", picture.size, 0) for region in REGIONS}
         self.draws = {"picture": ImageDraw.Draw(picture), "cue": ImageDraw.Draw(self.cue),
-                      "occ": ImageDraw.Draw(self.occ)}
+                      "occ": ImageDraw.Draw(self.occ),
+                      **{region: ImageDraw.Draw(layer) for region, layer in self.regions.items()}}
         self.unit = canvas * 0.31 * who["face_width"] * scene["scale"]
         angle = math.radians(scene["angle"])
         self.cos, self.sin = math.cos(angle), math.sin(angle)
@@ -213,21 +284,22 @@ class _Painter:
         yield self.draws["picture"], fill, False
         if cue:
             yield self.draws["cue"], 255, True
+            yield self.draws[cue], 255, True
         if occ:
             yield self.draws["occ"], 255, True
 
-    def polygon(self, u, v, fill, cue=False, occ=False):
+    def polygon(self, u, v, fill, cue=None, occ=False):
         points = self.xy(u, v)
         for draw, color, _ in self._targets(fill, cue, occ):
             draw.polygon(points, fill=color)
 
-    def line(self, u, v, fill, width, cue=False, occ=False):
+    def line(self, u, v, fill, width, cue=None, occ=False):
         points = self.xy(u, v)
         for draw, color, is_mask in self._targets(fill, cue, occ):
             # Thin strokes are widened in the masks so that they survive downsampling.
             draw.line(points, fill=color, width=self.width(max(width, 0.05) if is_mask else width), joint="curve")
 
-    def ellipse(self, u, v, ru, rv, fill, cue=False, occ=False):
+    def ellipse(self, u, v, ru, rv, fill, cue=None, occ=False):
         """A polygon rather than ImageDraw.ellipse, since the ellipse turns with the head."""
         theta = _ELLIPSE_ANGLES[::2] if max(ru, rv) * self.unit < 6 else _ELLIPSE_ANGLES
         self.polygon(u + ru * np.cos(theta), v + rv * np.sin(theta), fill, cue, occ)
@@ -300,6 +372,10 @@ def _eye_opening(who, cue, t):
         return up * (1 + 0.9 * t), down * (1 + 0.5 * t)
     if cue == "narrowed":
         return up * (1 - 0.55 * t), down * (1 - 0.6 * t)
+    if cue == "drooped":  # upper lids lowered (sadness)
+        return up * (1 - 0.5 * t), down
+    if cue == "glaring":  # upper lids raised, lower lids tensed (anger: AU5+7)
+        return up * (1 + 0.4 * t), down * (1 - 0.6 * t)
     return up, down
 
 
@@ -333,6 +409,7 @@ _BROW_MOVES = {  # cue -> (whole brow down, more arch, inner end down, inner end
     "lowered": (0.08, -0.03, 0.02, 0.0),
     "knitted": (0.05, -0.04, 0.1, 0.07),
     "inner_raised": (-0.02, -0.03, -0.13, 0.02),
+    "raised_knit": (-0.1, -0.03, -0.04, 0.05),  # raised and drawn together (fear: AU1+2+4)
 }
 
 
@@ -426,14 +503,17 @@ def _cue_regions(cues):
 
 
 def _draw_face(p, who, cues, t, free):
-    """Layer order matters: eyes are clipped by painting skin, so brows, hair and glasses come after them."""
+    """Layer order matters: eyes are clipped by painting skin, so brows, hair and glasses come after them.
+
+    ``t`` maps each region to its cue's intensity; a region's drawing is marked with its name when it is evidence.
+    """
     marked = _cue_regions(cues)
-    marks = {region: region in marked for region in REGIONS}
+    marks = {region: region if region in marked else None for region in REGIONS}
     _draw_head(p, who)
-    _draw_nose(p, who, cues["nose"], t, marks["nose"])
-    _draw_eyes(p, who, cues["eyes"], t, marks["eyes"])
-    _draw_brows(p, who, cues["brows"], t, marks["brows"])
-    _draw_mouth(p, who, cues["mouth"], t, free, marks["mouth"])
+    _draw_nose(p, who, cues["nose"], t["nose"], marks["nose"])
+    _draw_eyes(p, who, cues["eyes"], t["eyes"], marks["eyes"])
+    _draw_brows(p, who, cues["brows"], t["brows"], marks["brows"])
+    _draw_mouth(p, who, cues["mouth"], t["mouth"], free, marks["mouth"])
     _draw_hair_front(p, who)
     if who["glasses"]:
         _draw_glasses(p, who)
@@ -449,8 +529,8 @@ def _rotated(u, v, angle, cu, cv):
 
 
 def _occlude_hand(p, rng, who):
-    targets = [(0, 0.8), (-0.4, -0.05), (0.4, -0.05), (0, 0.3), (rng.choice([-0.55, 0.55]), 0.45)]  # mouth, eyes,...
-    cu, cv = targets[rng.integers(len(targets))]
+    """A hand over the mouth, fingers up or down."""
+    cu, cv = rng.uniform(-0.1, 0.1), 0.8
     angle = rng.uniform(-0.6, 0.6) + (math.pi if rng.random() < 0.5 else 0)
     skin = _jitter_color(rng, _SKIN_TONES[rng.integers(len(_SKIN_TONES))], 12)
     edge = _mix(skin, (60, 30, 20), 0.35)
@@ -479,24 +559,25 @@ def _occlude_sunglasses(p, rng, who):
 
 
 def _occlude_mask(p, rng, who):
+    """A face mask worn under the nose: it hides the mouth and leaves the nose to be read."""
     color = [(190, 215, 235), (235, 235, 235), (30, 30, 35), tuple(int(c) for c in rng.integers(40, 220, 3))]
     fill = color[rng.integers(len(color))]
-    aspect, top = who["aspect"], rng.uniform(0.05, 0.2)
+    aspect, top = who["aspect"], rng.uniform(0.4, 0.47)
     u = np.array([-1.0, -0.5, 0, 0.5, 1.0, 0.8, 0.4, 0, -0.4, -0.8])
-    v = np.array([0.25, top + 0.05, top, top + 0.05, 0.25, aspect * 0.7, aspect * 0.9, aspect * 0.98,
+    v = np.array([top + 0.1, top + 0.03, top, top + 0.03, top + 0.1, aspect * 0.7, aspect * 0.9, aspect * 0.98,
                   aspect * 0.9, aspect * 0.7])
     p.polygon(u, v, fill, occ=True)
     pleat = _mix(fill, (0, 0, 0), 0.25)
-    for y in (0.45, 0.65, 0.85):
+    for y in (0.65, 0.8, 0.95):
         p.line([-0.7, 0, 0.7], [y, y + 0.03, y], pleat, 0.02)
     for side in (-1, 1):
-        p.line([side * 1.0, side * 1.0], [0.25, -0.05], _mix(fill, (255, 255, 255), 0.3), 0.03, occ=True)
+        p.line([side * 1.0, side * 1.0], [top + 0.1, -0.05], _mix(fill, (255, 255, 255), 0.3), 0.03, occ=True)
 
 
 def _occlude_scarf(p, rng, who):
     fill = tuple(int(c) for c in rng.integers(20, 235, 3))
     stripe = _mix(fill, tuple(int(c) for c in rng.integers(0, 255, 3)), 0.6)
-    top = rng.uniform(0.5, 0.8)
+    top = rng.uniform(0.45, 0.55)
     u = np.array([-1.4, -0.7, 0, 0.7, 1.4, 1.4, -1.4])
     v = np.array([top + 0.1, top, top - 0.05, top, top + 0.1, 2.0, 2.0])
     p.polygon(u, v, fill, occ=True)
@@ -505,26 +586,30 @@ def _occlude_scarf(p, rng, who):
 
 
 def _occlude_hair(p, rng, who):
-    side = rng.choice([-1, 1])
-    width = rng.uniform(0.2, 0.35)
-    s = np.linspace(0, 1, 12)
-    centre_u = side * (0.1 + 0.5 * s + rng.uniform(-0.1, 0.1) * np.sin(np.pi * s))
-    centre_v = -1.2 + 1.6 * s
-    half = width * (0.6 + 0.6 * np.sin(np.pi * s * 0.9))
-    p.polygon(np.concatenate([centre_u - half, (centre_u + half)[::-1]]), np.concatenate([centre_v, centre_v[::-1]]),
-              who["hair"], occ=True)
+    """A side-swept fringe from the crown down over both brows, stopping above the eyes."""
+    u = np.linspace(-1.0, 1.0, 21)
+    top = -1.04 * who["aspect"] * np.sqrt(1 - (u / 1.07) ** 2)
+    sweep = rng.choice([-1, 1]) * rng.uniform(0.0, 0.06)
+    bottom = -0.27 + sweep * u + rng.uniform(0.01, 0.03) * np.sin(u * rng.uniform(8, 14))
+    p.polygon(np.concatenate([u, u[::-1]]), np.concatenate([top, bottom[::-1]]), who["hair"], occ=True)
     strand = _mix(who["hair"], (255, 255, 255), 0.15)
-    for offset in (-0.5, 0.0, 0.5):
-        p.line(centre_u + offset * half, centre_v, strand, 0.015)
+    for start in (-0.6, -0.2, 0.2, 0.6):
+        p.line([start, start - 4 * sweep], [-0.9, -0.35], strand, 0.015)
 
 
-def _occlude_patch(p, rng, who):
-    targets = [(-0.4, -0.08), (0.4, -0.08), (0, -0.4), (0, 0.25), (0, 0.72), (rng.choice([-0.5, 0.5]), 0.45)]
-    cu, cv = targets[rng.integers(len(targets))]
-    ru, rv = rng.uniform(0.2, 0.4, 2)
+# region -> (centre u, centre v, half width, half height) of a patch that hides that region's cues.
+_PATCH_BOXES = {"brows": (0, -0.45, 0.78, 0.22), "eyes": (0, -0.1, 0.75, 0.18), "nose": (0, 0.2, 0.28, 0.25),
+                "mouth": (0, 0.75, 0.55, 0.25)}
+
+
+def _occlude_patch(p, rng, who, region):
+    """A plain ellipse or rectangle over one region, the generic occluder of occlusion benchmarks."""
+    cu, cv, ru, rv = _PATCH_BOXES[region]
+    grow = rng.uniform(1.0, 1.15)
+    ru, rv = ru * grow, rv * grow
     fill = tuple(int(c) for c in rng.integers(0, 255, 3))
     if rng.random() < 0.5:
-        p.ellipse(cu, cv, ru, rv, fill, occ=True)
+        p.ellipse(cu, cv, ru * 1.35, rv * 1.15, fill, occ=True)  # wider, so that it reaches as far as the rectangle
     else:
         p.polygon([cu - ru, cu + ru, cu + ru, cu - ru], [cv - rv, cv - rv, cv + rv, cv + rv], fill, occ=True)
     lines = _mix(fill, tuple(int(c) for c in rng.integers(0, 255, 3)), 0.5)
@@ -534,7 +619,21 @@ def _occlude_patch(p, rng, who):
 
 
 _DRAW_OCCLUDER = {"hand": _occlude_hand, "sunglasses": _occlude_sunglasses, "mask": _occlude_mask,
-                  "scarf": _occlude_scarf, "hair": _occlude_hair, "patch": _occlude_patch}
+                  "scarf": _occlude_scarf, "hair": _occlude_hair}
+# The occluders that hide each region; a patch can hide any of them.
+_REGION_OCCLUDERS = {"brows": ("hair", "patch"), "eyes": ("sunglasses", "patch"), "nose": ("patch",),
+                     "mouth": ("mask", "scarf", "hand", "patch")}
+
+
+def _draw_occluder(p, rng, who, region):
+    """Pick one of the occluders that hide ``region`` and draw it; returns its name."""
+    kinds = _REGION_OCCLUDERS[region]
+    kind = kinds[rng.integers(len(kinds))]
+    if kind == "patch":
+        _occlude_patch(p, rng, who, region)
+    else:
+        _DRAW_OCCLUDER[kind](p, rng, who)
+    return kind
 
 
 # ----------------------------------------------------------------------------------------------- camera
@@ -582,29 +681,31 @@ def _to_mask(layer, size):
     return np.asarray(layer.resize((size, size), Image.BOX)) >= 85
 
 
-def render_sample(seed, split, index, size=64):
-    """Draw sample ``index`` of ``split``; the result depends only on ``(seed, split, index, size)``."""
+def render_sample(seed, split, index, size=64, cues="redundant"):
+    """Draw sample ``index`` of ``split`` with cue design ``cues``; the result depends only on these arguments."""
     _check_split(split)
     _check_settings(seed, size)
+    _check_design(cues)
     label = label_of(seed, split, index)
     rng = _rng(seed, split, index, _FACE_STREAM)
     who = _sample_identity(rng)
-    cues, intensity, free = _sample_expression(rng, label)
+    shown, intensity, free = _sample_expression(rng, label, cues)
     scene = _sample_scene(rng)
 
     canvas = size * _supersampling(size)
     picture = _background(canvas, scene)
     painter = _Painter(picture, who, scene)
-    _draw_face(painter, who, cues, intensity, free)
-    occluder = None
+    _draw_face(painter, who, shown, intensity, free)
+    occluder = region = None
     if split == "test_wild":
-        occluder_rng = _rng(seed, split, index, _OCCLUDER_STREAM)
-        occluder = OCCLUDERS[occluder_rng.integers(len(OCCLUDERS))]
-        _DRAW_OCCLUDER[occluder](painter, occluder_rng, who)
+        region = occluded_region(seed, index)
+        occluder = _draw_occluder(painter, _rng(seed, split, index, _OCCLUDER_STREAM), who, region)
     image = _camera(picture.resize((size, size), Image.LANCZOS), scene)
     return SynthSample(image=image, label=label, cue_mask=_to_mask(painter.cue, size),
                        occluder_mask=_to_mask(painter.occ, size),
-                       cues=cues, intensity=intensity, occluder=occluder)
+                       cues=shown, intensity=intensity,
+                       region_masks={name: _to_mask(layer, size) for name, layer in painter.regions.items()},
+                       occluder=occluder, occluded_region=region)
 
 
 # ----------------------------------------------------------------------------------------------- on disk
@@ -639,7 +740,15 @@ def _prepare_output(out_dir):
     return out_dir
 
 
-def write_synth(out_dir, train, test, size=64, seed=0, progress=None):
+def _expression_table(cues):
+    """The cue design's table, as the manifest records it."""
+    if cues == "exclusive":
+        return {name: {r: list(c) for r, c in table.items()} for name, table in EXPRESSIONS.items()}
+    return {name: {r: {"cues": list(c), "probability": chance} for r, (c, chance) in table.items()}
+            for name, table in REDUNDANT.items()}
+
+
+def write_synth(out_dir, train, test, size=64, seed=0, cues="redundant", progress=None):
     """Render the three splits to an ImageFolder-style directory; the manifest is written last, atomically.
 
     ``progress``, if given, is called as ``progress(done, total)`` after every image. Returns the manifest.
@@ -648,19 +757,20 @@ def write_synth(out_dir, train, test, size=64, seed=0, progress=None):
     if any(not isinstance(n, int) or n < 0 for n in counts.values()):
         raise DataError(out_dir, f"sample counts must be integers >= 0, got train={train!r} test={test!r}")
     _check_settings(seed, size)
+    _check_design(cues)
     out_dir = _prepare_output(out_dir)
     total, done = sum(counts.values()), 0
     manifest = {"format": FORMAT, "version": VERSION, "seed": seed, "size": size, "classes": CLASSES,
-                "expressions": {name: {r: list(c) for r, c in table.items()} for name, table in EXPRESSIONS.items()},
-                "splits": {}}
+                "cue_design": cues, "expressions": _expression_table(cues), "splits": {}}
     for split, count in counts.items():
         records = []
         for index in range(count):
-            sample = render_sample(seed, split, index, size)
+            sample = render_sample(seed, split, index, size, cues)
             file = f"{split}/{CLASSES[sample.label]}/{index:06d}.png"
             _save_sample(out_dir, file, sample)
             records.append({"file": file, "label": sample.label, "cues": sample.cues,
-                            "intensity": round(sample.intensity, 4), "occluder": sample.occluder})
+                            "intensity": {r: round(t, 4) for r, t in sample.intensity.items()},
+                            "occluder": sample.occluder, "occluded_region": sample.occluded_region})
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -696,6 +806,8 @@ def read_manifest(path):
         raise DataError(manifest_path, f"unsupported SynthFER version {manifest.get('version')!r}, expected {VERSION}")
     if not isinstance(manifest.get("splits"), dict) or not isinstance(manifest.get("classes"), list):
         raise DataError(manifest_path, "manifest lacks 'splits' or 'classes'")
+    if manifest.setdefault("cue_design", "exclusive") not in CUE_DESIGNS:  # written before there was a choice
+        raise DataError(manifest_path, f"unknown cue design {manifest['cue_design']!r}")
     return manifest
 
 
@@ -710,7 +822,10 @@ def _read_mask(path):
 
 
 class SynthFER(FERDataset):
-    """A split of a directory written by ``write_synth``; ``samples`` are ``(image path, label)``."""
+    """A split of a directory written by ``write_synth``; ``samples`` are ``(image path, label)``.
+
+    ``cue_design`` is the manifest's (``exclusive`` for directories written before there was a choice).
+    """
 
     def __init__(self, path, split, transform=None):
         self.root = Path(path)
@@ -720,7 +835,7 @@ class SynthFER(FERDataset):
             raise DataError(self.root / str(split), f"no split {split!r} in this SynthFER directory (has {have})")
         if not (self.root / split).is_dir() and manifest["splits"][split]["count"] > 0:
             raise DataError(self.root / split, "split directory is missing")
-        self.split = split
+        self.split, self.cue_design = split, manifest["cue_design"]
         self.records = manifest["splits"][split]["images"]
         samples = [(self.root / record["file"], int(record["label"])) for record in self.records]
         super().__init__("synthfer", manifest["classes"], samples, transform)
@@ -746,21 +861,27 @@ class SynthFER(FERDataset):
     def occluder_mask(self, index):
         return _read_mask(_mask_paths(self.root, self.records[index]["file"])[1])
 
+    def occluded_region(self, index):
+        """The region test_wild image ``index`` hides; None outside test_wild and in directories that predate it."""
+        return self.records[index].get("occluded_region")
+
 
 class SynthFERMemory(FERDataset):
     """The same samples as ``write_synth`` would write, rendered on demand; ``samples`` are ``(index, label)``."""
 
-    def __init__(self, n, split="train", size=64, seed=0, transform=None):
+    def __init__(self, n, split="train", size=64, seed=0, transform=None, cues="redundant"):
         _check_split(split)
         _check_settings(seed, size)
-        self.split, self.size, self.seed = split, size, seed
+        _check_design(cues)
+        self.split, self.size, self.seed, self.cue_design = split, size, seed, cues
         self._last = (None, None)
         super().__init__("synthfer", CLASSES, [(i, label_of(seed, split, i)) for i in range(n)], transform)
 
     def sample(self, index):
         """The full ``SynthSample``; the last one is kept so image and masks of one index render once."""
         if self._last[0] != index:
-            self._last = (index, render_sample(self.seed, self.split, self.samples[index][0], self.size))
+            rendered = render_sample(self.seed, self.split, self.samples[index][0], self.size, self.cue_design)
+            self._last = (index, rendered)
         return self._last[1]
 
     def load_image(self, index):
@@ -771,3 +892,7 @@ class SynthFERMemory(FERDataset):
 
     def occluder_mask(self, index):
         return self.sample(index).occluder_mask
+
+    def occluded_region(self, index):
+        """Known without drawing, so evaluation can group by it cheaply."""
+        return occluded_region(self.seed, self.samples[index][0]) if self.split == "test_wild" else None

@@ -1,17 +1,15 @@
 """PASM Studio, home page (run through app.py): what PASM is, which models are in play, and how to get some on a first run."""
-import sys
-
 import streamlit as st
 
 from pasm import jobs
 from pasm.errors import PasmError
-from ui import figures, state
+from ui import figures, jobs_view, state
 
-DEMO_RUN = "demo"
 FER_TEACHER = "fer_mini_xception.safetensors"
 DEMO_JOB_KEY = "pasm_demo_job"
+FER_NOTICE_KEY = "_pasm_fer_imported"
 
-st.set_page_config(page_title="PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 
 def describe_pasm():
@@ -47,12 +45,9 @@ def show_models(models):
 
 
 def current_demo_job(root):
-    """The demo's job: the one this session launched, else the newest found in the job registry."""
-    job = st.session_state.get(DEMO_JOB_KEY)
-    if job is not None:
-        return job
-    run_dir = (root / DEMO_RUN).resolve()
-    return next((job for job in jobs.list_jobs(root) if job.run_dir == run_dir), None)
+    """The demo's newest job in the registry (a resume, from any page, is a new job), else the one this session
+    launched."""
+    return jobs_view.newest_job(root / jobs.DEMO_RUN, root) or st.session_state.get(DEMO_JOB_KEY)
 
 
 def progress_text(job):
@@ -79,6 +74,8 @@ def demo_progress(root):
     st.progress(min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0,
                 text=progress_text(job))
     st.caption(f"Run directory: `{job.run_dir}` · job {job.id}")
+    st.button("Stop", key="stop_demo", on_click=jobs.stop, args=(job,),
+              help="Stop at the next step; it can be resumed from its last epoch.")
 
 
 def demo_card(root):
@@ -91,14 +88,29 @@ def demo_card(root):
     if job is not None and job.state == "done":
         st.success(f"The demo run finished: its models are in `{state.checkpoint_label(job.run_dir, root)}`.")
         return
-    if job is not None and job.state in ("failed", "died"):
-        st.error(f"The demo run {job.state}: {job.status.get('error') or 'see the end of its log below'}", icon="🚫")
-        st.code(jobs.tail(job, 12) or "(empty log)")
+    if job is not None and job.state in jobs_view.RESUMABLE:
+        stopped_card(job, root)
+        return
     if st.button("Train the demo teacher + 1 student", type="primary"):
-        run_dir = root / DEMO_RUN
         try:
-            job = jobs.launch([sys.executable, "-m", "pasm", "demo", str(run_dir)], run_dir, root=root,
-                              cwd=state.REPO_ROOT)
+            job = jobs.launch_demo(root, cwd=state.REPO_ROOT)
+        except PasmError as e:
+            state.show_error(e)
+            return
+        st.session_state[DEMO_JOB_KEY] = job
+        st.rerun()
+
+
+def stopped_card(job, root):
+    """A demo run that was stopped, died or failed: why, and a Resume that carries on from its last epoch."""
+    if job.state == "stopped":
+        st.info("The demo run was stopped; resume it to carry on from its last epoch.")
+    else:
+        jobs_view.show_failure(job, "The demo run")
+    st.code(jobs.tail(job, 12) or "(empty log)", language=None)  # in the "Get models" expander: none of its own
+    if st.button("Resume the demo", type="primary"):
+        try:
+            job = jobs.resume(job, root)
         except PasmError as e:
             state.show_error(e)
             return
@@ -123,11 +135,15 @@ def fer_card(root):
                 state.show_error(e)
                 return
         st.session_state[state.TEACHER_KEY] = str(target)
+        # Told after the rerun, outside the expander: with a checkpoint on disk it reopens collapsed.
+        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as `{state.checkpoint_label(target, root)}`; "
+                                     "it is now the teacher in the sidebar.")
         st.rerun()
 
 
 def get_models(root, first_run):
     title = "No checkpoint yet: get one" if first_run else "Get more models"
+    state.show_notice(FER_NOTICE_KEY)
     with st.expander(title, expanded=first_run):
         if first_run:
             st.markdown("Both keep their files under the runs directory, so they are found again next time.")

@@ -2,12 +2,13 @@
 attention erasing at the same area."""
 import streamlit as st
 
+from pasm.attack import FLIP_CAP_FRACTION, flip_cap
 from pasm.errors import PasmError
 from pasm.faces import REGIONS, align_face
 from pasm.options import FILLS, STRATEGIES
 from ui import analysis, figures, state
 
-st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 
 def choose_image():
@@ -38,27 +39,36 @@ def choose_face(photo, found, digest):
     return index
 
 
-def settings_form():
+def settings_form(input_size):
+    """The attack runs until the prediction flips (the paper's rule) unless a fixed budget is chosen; the cap
+    that bounds it is shown, since it depends on the teacher's input size."""
+    cap = flip_cap(input_size, input_size)
     with st.form("explorer_settings"):
         left, middle, right = st.columns(3)
-        max_points = left.slider("Max points", 1, 100, 20, help="The attack's budget of changed pixels.")
+        until_flip = left.checkbox(
+            f"Attack until it flips (at most {cap} points)", value=True, key="explorer_until_flip",
+            help=f"The cap is {FLIP_CAP_FRACTION:.0%} of the teacher's {input_size}×{input_size} input. "
+                 "Switch this off to use the fixed budget below.")
+        max_points = left.slider("Max points (fixed budget)", 1, 100, 20,
+                                 help="The attack's budget of changed pixels, when it does not run until the flip.")
         patch = left.select_slider("Patch size (px)", [1, 3, 5, 7], 1, help="Side of the square pushed per point.")
         strategy = middle.selectbox("Region strategy", STRATEGIES, help="How the region is located from the points.")
         area = middle.slider("Region area (fraction of the face)", 0.02, 0.5, 0.10, 0.01)
         adaptive = right.checkbox("Adaptive region size", help="Window side from the spread of the points.")
         fill = right.selectbox("Fill", FILLS, index=FILLS.index("mean"), help="What the erased region is filled with.")
         run = st.form_submit_button("Run attack", type="primary")
-    settings = analysis.AttackSettings(max_points, patch, strategy, area, adaptive, fill)
+    settings = analysis.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
     return settings, run
 
 
 def show_summary(result):
     report = result["report"]
     prediction = report["prediction"]
-    budget = len(report["points_crop"])
+    budget = report.get("max_points", len(report["points_crop"]))
     columns = st.columns(4)
     columns[0].metric("Teacher predicts", f"{prediction['label']} ({prediction['probs'][prediction['label']]:.2f})")
-    columns[1].metric("Points to flip it", report["points_to_flip"] if report["flipped"] else f"none in {budget}")
+    columns[1].metric("Points to flip it", report["points_to_flip"] if report["flipped"] else f"none in {budget}",
+                      help=f"The attack stops at the flip, or after {budget} points.")
     columns[2].metric("Erased area", f"{report['region']['area']:.1%}")
     columns[3].metric("Computed in", f"{result['seconds']:.2f} s")
 
@@ -163,7 +173,7 @@ with crop_column:
         predictions["student"] = analysis.predict(models.student, aligned.crop, models.device)
     st.plotly_chart(figures.prediction_bars(predictions))
 
-settings, run = settings_form()
+settings, run = settings_form(models.teacher.model.input_spec.size)
 key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
        tuple(settings.to_dict().items()))
 results = state.session_results("explorer")

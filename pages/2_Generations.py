@@ -13,7 +13,7 @@ from pasm.options import STRATEGIES
 from ui import figures, state
 from ui.analysis import AttackSettings
 
-st.set_page_config(page_title="Generations · PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="Generations · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 SOURCES = ("sample photo", "upload", "test faces from the run's data")
 MAX_DATA_FACES = 6
@@ -24,7 +24,7 @@ def choose_run(root):
     runs = [state.read_run(path) for path in state.find_runs(root)]
     for run in runs:
         for error in run.errors:
-            st.error(error, icon="🚫")
+            st.error(error, icon=":material/error:")
     runs = [run for run in runs if run.generations]
     if not runs:
         st.info(f"No run with finished generations in `{root}` yet: train one on the Train page "
@@ -72,7 +72,7 @@ def choose_faces(run, size):
         return photo_faces(size, source)
     spec = (run.config or {}).get("data") or (run.summary or {}).get("data")
     if not spec:
-        st.error(f"{run.path / 'config.json'}: names no data set, so there are no test faces to use", icon="🚫")
+        st.error(f"{run.path / 'config.json'}: names no data set, so there are no test faces to use", icon=":material/error:")
         return None
     count = st.slider("How many test faces", 1, MAX_DATA_FACES, 3, key="generations_count")
     faces, labels = state.dataset_faces(spec, count, size)
@@ -103,7 +103,17 @@ def show_comparison(results, labels):
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
+def show_class_mapping(run):
+    """An adopted teacher whose classes were named or ordered unlike the data set's (pasm.emotions) says how they matched."""
+    for entry in run.generations:
+        mapping = entry.get("class_mapping")
+        if mapping and mapping != "identical":
+            st.caption(f"Generation {entry['index']} is the teacher {entry.get('source', '')} with its classes matched "
+                       f"to the data set's by name (teacher->data set): {mapping}.")
+
+
 def show_metrics(run):
+    show_class_mapping(run)
     curves, classes = st.columns(2)
     curves.plotly_chart(figures.generation_curves(run.generations))
     per_class = state.per_class_accuracies(run)

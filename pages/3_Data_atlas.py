@@ -7,7 +7,7 @@ from pasm.errors import PasmError
 from pasm.faces import REGIONS
 from ui import analysis, figures, state
 
-st.set_page_config(page_title="Data set atlas · PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="Data set atlas · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 LAYOUT_NOTES = {
     analysis.LAYOUT_SYNTH: ("SynthFER's fixed face layout", "the generator draws every face with the same geometry, "
@@ -31,7 +31,7 @@ def choose_data(root):
         state.show_error(e)
         return None
     if not splits:
-        st.error(f"{spec}: the data set has no split with images", icon="🚫")
+        st.error(f"{spec}: the data set has no split with images", icon=":material/error:")
         return None
     left, middle, right = st.columns(3)
     split = left.selectbox("Split", splits, index=splits.index("test") if "test" in splits else 0, key="atlas_split")
@@ -49,9 +49,9 @@ def map_points(teacher, device, spec, split, count, max_points):
         return None
     indices = analysis.sample_indices(len(dataset), count)
     if not indices:
-        st.error(f"{spec}: split {split!r} has no images", icon="🚫")
+        st.error(f"{spec}: split {split!r} has no images", icon=":material/error:")
         return None
-    labels = analysis.label_map(dataset.classes, teacher.classes)
+    labels, mapping = analysis.label_map(dataset.classes, teacher.classes)
     bar = st.progress(0.0, text="Attacking…")
     atlas = None
     try:
@@ -62,7 +62,7 @@ def map_points(teacher, device, spec, split, count, max_points):
         state.show_error(e)
         return None
     bar.empty()
-    return {"atlas": atlas, "use_labels": labels is not None, "spec": spec, "split": split}
+    return {"atlas": atlas, "use_labels": labels is not None, "mapping": mapping, "spec": spec, "split": split}
 
 
 def layout_note(atlas):
@@ -74,11 +74,15 @@ def layout_note(atlas):
 def show_atlas(result):
     atlas = result["atlas"]
     grouping = "true class" if result["use_labels"] else "the teacher's predicted class"
+    mapping = result.get("mapping", "identical")
     if not result["use_labels"]:
-        st.info("The teacher does not know every class of this data set, so each face is attacked away from the "
-                "teacher's own prediction and grouped by it.")
+        st.info(f"The teacher does not know every class of this data set ({mapping}), so each face is attacked away "
+                "from the teacher's own prediction and grouped by it.")
     st.caption(f"{int(atlas.faces.sum())} faces of {result['spec']} ({result['split']}), grouped by {grouping}. "
                + layout_note(atlas))
+    if result["use_labels"] and mapping != "identical":
+        st.caption(f"The teacher's classes were matched to the data set's by name (teacher->data set): {mapping}. "
+                   "Rows use the teacher's names.")
     left, right = st.columns([2, 3])
     with left:
         st.plotly_chart(figures.density_map(atlas.density(), atlas.mean_face(),

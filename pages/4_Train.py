@@ -4,69 +4,181 @@ A job outlives this page: it is a detached process that writes its run directory
 is read back from disk (pasm.jobs) every two seconds, so closing the browser or restarting the app
 loses nothing, and several jobs can run side by side.
 """
-import shlex
+from dataclasses import fields
 
 import streamlit as st
 
 from pasm import jobs
+from pasm.cli import train_command
 from pasm.errors import PasmError
-from pasm.options import ARCHITECTURES, ERASING, FILLS, STRATEGIES
-from ui import figures, state
+from pasm.evaluate import default_split
+from pasm.options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from pasm.train import TrainConfig
+from ui import jobs_view, state
 
-st.set_page_config(page_title="Train · PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="Train · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 SHOWN_JOBS = 10
-LOG_LINES = 15
-RESUMABLE = ("stopped", "died", "failed")
-RESUME_ERROR = "_train_resume_error"
-STATE_ICONS = {"starting": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "done": "✅", "failed": "❌",
-               "died": "💀"}
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the form's defaults are the command line's
+TEACHER_PICK = "train_teacher"
+FROM_TEACHER = "Set by the teacher: the trainer refuses a teacher of another architecture or input size."
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def training_form():
-    """The run's settings, defaulting to the command line's; (submitted, TrainSettings)."""
-    default = state.TrainSettings(name="", data="")
-    architectures = sorted(ARCHITECTURES)
-    with st.form("train_form"):
-        name = st.text_input("Run name", placeholder="e.g. synth-pasm-3gen",
-                             help="A folder under the runs directory: letters, digits, '-', '_' and '.'.")
-        data = st.text_input("Data set spec", "synth:data/synth",
-                             help="KIND:PATH, e.g. synth:data/synth (write one with `python -m pasm synth data/synth`), "
-                                  "rafdb:RAF-DB/basic, fer2013:fer2013.csv, folder:my_faces.")
-        model, method, region = st.columns(3)
-        arch = model.selectbox("Architecture", architectures, index=architectures.index(default.arch))
-        generations = model.number_input("Generations (students after the teacher)", 0, 20, default.generations)
-        epochs = model.number_input("Epochs per generation", 1, 1000, default.epochs)
-        batch = model.number_input("Batch size (per process)", 1, 4096, default.batch)
-        erasing = method.selectbox("Erasing for the students", ERASING, index=ERASING.index(default.erasing),
-                                   help="pasm: the region the teacher's points locate; random and attention "
-                                        "(Grad-CAM) are the same-area baselines; none: distillation only.")
-        lam = method.number_input("λ: weight of the teacher's soft labels", 0.0, 10.0, default.lam, 0.1)
-        tau = method.number_input("τ: distillation temperature", 0.1, 20.0, default.tau, 0.5)
-        p = method.number_input("p: probability that a face is erased", 0.0, 1.0, default.p, 0.05)
-        strategy = region.selectbox("Region strategy", STRATEGIES, index=STRATEGIES.index(default.region))
-        area = region.slider("Region area (fraction of the face)", 0.02, 0.5, default.area, 0.01)
-        max_points = region.number_input("Max attack points", 1, 200, default.max_points)
-        fill = region.selectbox("Fill of the erased region", FILLS, index=FILLS.index(default.fill))
-        device, processes, seed, limit = st.columns(4)
-        device = device.selectbox("Device", ["auto", "cpu", "cuda"])
-        processes = processes.number_input("Processes (torchrun when > 1)", 1, 16, default.processes,
-                                           help="One per GPU; more than one starts the run with torch.distributed.run.")
-        seed = seed.number_input("Seed", 0, 2**31 - 1, default.seed)
-        limit = limit.number_input("Use only the first N training images (0: all)", 0, 10**8, default.limit)
-        distill = st.checkbox("Students also learn the teacher's soft labels (distillation)", default.distill)
-        submitted = st.form_submit_button("Start training", type="primary")
-    settings = state.TrainSettings(name=name, data=data, arch=arch, generations=generations, epochs=epochs,
-                                   erasing=erasing, lam=lam, tau=tau, p=p, region=strategy, area=area,
-                                   max_points=max_points, device=device, processes=processes, seed=seed, limit=limit,
-                                   batch=batch, fill=fill, distill=distill)
-    return submitted, settings
+def teacher_metadata(path):
+    """The metadata of a checkpoint a run can adopt as generation 0: the trainer loads a teacher by it alone."""
+    info = state.checkpoint_info(path)
+    if "error" in info:
+        raise PasmError("teacher", info["error"])
+    if info["meta"] is None:
+        raise PasmError(state.checkpoint_label(path), "has no pasm metadata, so a run cannot adopt it as its teacher; "
+                                                      "add it with the sidebar's 'Add a checkpoint file' first")
+    return info["meta"]
 
 
-def start_job(settings, root):
+def use_teacher(path):
+    """The button's callback: it runs before the picker is drawn, so the picker shows ``path``."""
+    st.session_state[TEACHER_PICK] = path
+
+
+def teacher_picker(root, sidebar_teacher):
+    """Generation 0: trained by the run, or an existing checkpoint adopted as it (the demo's, the imported FER2013
+    teacher). Outside the form, so that a pick redraws the form with the teacher's architecture and input size.
+
+    Returns (path or "", metadata); the metadata is None without a teacher or for one that cannot be adopted."""
+    paths = ["", *(str(p) for p in state.find_checkpoints(root))]
+    if st.session_state.get(TEACHER_PICK) not in paths:
+        st.session_state[TEACHER_PICK] = ""
+    pick, use = st.columns([3, 1], vertical_alignment="bottom")
+    path = pick.selectbox("Teacher (generation 0)", paths, key=TEACHER_PICK,
+                          format_func=lambda p: state.checkpoint_label(p, root) if p else "none: the run trains one",
+                          help="Adopt an existing checkpoint as generation 0 instead of training one, e.g. the "
+                               "imported FER2013 teacher; the students are mined and distilled from it.")
+    use.button("Use the sidebar's teacher", disabled=sidebar_teacher is None, on_click=use_teacher,
+               args=(str(sidebar_teacher.path) if sidebar_teacher else "",))
+    if not path:
+        return "", None
     try:
-        run_dir = state.new_run_dir(settings, root)
-        job = jobs.launch(settings.argv(run_dir), run_dir, root=root, cwd=state.REPO_ROOT)
+        meta = teacher_metadata(path)
+    except PasmError as e:
+        state.show_error(e)
+        return path, None
+    st.caption(f"Adopted as generation 0: {state.summary(meta)}. The run takes its architecture and input size.")
+    return path, meta
+
+
+def choice(column, label, options, field, **kwargs):
+    """A selectbox starting at TrainConfig's default for ``field``."""
+    return column.selectbox(label, options, index=list(options).index(DEFAULTS[field]), **kwargs)
+
+
+def model_fields(column, teacher_meta):
+    if teacher_meta:
+        arch = column.selectbox("Architecture", [teacher_meta["arch"]], disabled=True, help=FROM_TEACHER)
+    else:
+        arch = choice(column, "Architecture", ARCHITECTURES, "arch")
+    return {"arch": arch,
+            "generations": column.number_input("Generations (students after the teacher)", 0, 20,
+                                               DEFAULTS["generations"]),
+            "epochs": column.number_input("Epochs per generation", 1, 1000, DEFAULTS["epochs"]),
+            "batch": column.number_input("Batch size (per process)", 1, 4096, DEFAULTS["batch"]),
+            "init_from": choice(column, "Students start from", INIT_FROM, "init_from",
+                                help="scratch: new weights; teacher: a copy of the generation before's.")}
+
+
+def method_fields(column):
+    return {"erasing": choice(column, "Erasing for the students", ERASING, "erasing",
+                              help="pasm: the region the teacher's points locate; random and attention (Grad-CAM) "
+                                   "are the same-area baselines; none: distillation only."),
+            "lam": column.number_input("λ: weight of the teacher's soft labels", 0.0, 10.0, DEFAULTS["lam"], 0.1),
+            "tau": column.number_input("τ: distillation temperature", 0.1, 20.0, DEFAULTS["tau"], 0.5),
+            "p": column.number_input("p: probability that a face is erased", 0.0, 1.0, DEFAULTS["p"], 0.05),
+            "distill": column.checkbox("Students also learn the teacher's soft labels (distillation)",
+                                       DEFAULTS["distill"])}
+
+
+def region_fields(column):
+    return {"region": choice(column, "Region strategy", STRATEGIES, "region"),
+            "area": column.slider("Region area (fraction of the face)", 0.02, 0.5, DEFAULTS["area"], 0.01),
+            "max_points": column.number_input("Max attack points", 1, 200, DEFAULTS["max_points"]),
+            "fill": choice(column, "Fill of the erased region", FILLS, "fill")}
+
+
+def rare_fields(teacher_meta):
+    """Options most runs leave alone; blank ones are TrainConfig's None: the architecture's or optimiser's default."""
+    optimiser, data, other = st.columns(3)
+    rates = ", ".join(f"{lr:g} for {name}" for name, (lr, _) in OPTIMIZERS.items())
+    decays = ", ".join(f"{decay:g} for {name}" for name, (_, decay) in OPTIMIZERS.items())
+    size_label = "Input size in pixels (blank: the architecture's)"
+    if teacher_meta:
+        size = data.number_input(size_label, value=teacher_meta["input"]["size"], disabled=True, help=FROM_TEACHER)
+    else:
+        size = data.number_input(size_label, 16, 1024, DEFAULTS["size"], 1)
+    return {"optimizer": choice(optimiser, "Optimiser", list(OPTIMIZERS), "optimizer"),
+            "lr": optimiser.number_input(f"Learning rate (blank: {rates})", 0.0, None, DEFAULTS["lr"], 0.001,
+                                         format="%g", help="The peak of the cosine schedule."),
+            "weight_decay": optimiser.number_input(f"Weight decay (blank: {decays})", 0.0, None,
+                                                   DEFAULTS["weight_decay"], 0.0001, format="%g"),
+            "label_smoothing": optimiser.number_input("Label smoothing", 0.0, 0.99, DEFAULTS["label_smoothing"], 0.05),
+            "size": size,
+            "limit": data.number_input("Use only the first N training images (blank: all)", 2, 10**8,
+                                       DEFAULTS["limit"], 1),
+            "split": data.text_input("Evaluation split (blank: test, else val)", DEFAULTS["split"] or "") or None,
+            "remine_every": other.number_input("Re-mine the regions with the student every K epochs (0: never)", 0,
+                                               1000, DEFAULTS["remine_every"]),
+            "seed": other.number_input("Seed", 0, 2**31 - 1, DEFAULTS["seed"])}
+
+
+def training_form(default_data, teacher, teacher_meta):
+    """The form: (submitted, run name, TrainConfig fields, launcher settings); every default is TrainConfig's own.
+
+    The fields stay a dict until submitted, so TrainConfig judges them (and says what is wrong) only then."""
+    with st.form("train_form"):
+        name_column, data_column = st.columns(2)
+        name = name_column.text_input("Run name", placeholder="e.g. synth-pasm-3gen",
+                                      help="A folder under the runs directory: letters, digits, '-', '_' and '.'.")
+        data = data_column.text_input("Data set spec", default_data, placeholder="synth:data/synth",
+                                      help="KIND:PATH, e.g. synth:data/synth (write one with `python -m pasm "
+                                           "synth data/synth`), rafdb:RAF-DB/basic, fer2013:fer2013.csv, "
+                                           "folder:my_faces. The demo's data set, once written, is the default.")
+        model, method, region = st.columns(3)
+        options = {"data": data, "teacher": teacher or None, **model_fields(model, teacher_meta),
+                   **method_fields(method), **region_fields(region)}
+        device, processes, workers = st.columns(3)
+        launcher = {"device": device.selectbox("Device", DEVICES),
+                    "processes": processes.number_input("Processes (torchrun when > 1)", 1, 16, 1,
+                                                        help="One per GPU; more than one starts the run with "
+                                                             "torch.distributed.run."),
+                    "workers": workers.number_input("Data-loading processes (blank: automatic)", 0, 64, None, 1)}
+        with st.expander("Optimiser, input size, evaluation split, re-mining and seed"):
+            options.update(rare_fields(teacher_meta))
+        submitted = st.form_submit_button("Start training", type="primary")
+    return submitted, name, options, launcher
+
+
+def check_data(config):
+    """The trainer's first look at its data, taken before a job starts so that the form, not a job's log, says
+    what is wrong: a known kind, a path that exists, readable splits, a train split and one to evaluate on."""
+    what = f"data set spec {config.data or '(empty)'}"
+    try:
+        splits = state.data_splits(config.data)
+        evaluated = config.split or default_split(config.data)
+    except PasmError as e:  # an error about the spec or its path is told once; one inside the data keeps its place
+        raise PasmError(what, e.why if e.what in config.data else str(e)) from None
+    for split in ("train", evaluated):
+        if split not in splits:
+            raise PasmError(what, f"has no {split!r} split (it has {', '.join(splits) or 'none'})")
+
+
+def start_job(name, options, launcher, root):
+    """Whatever the job would refuse once started is checked first, so the form says it and nothing launches."""
+    try:
+        config = TrainConfig(**options)
+        if config.teacher:
+            teacher_metadata(config.teacher)
+        check_data(config)
+        run_dir = jobs.new_run_dir(name, root, reserved=state.NOT_RUNS).resolve()
+        job = jobs.launch(train_command(config, run_dir, **launcher), run_dir, root=root, cwd=state.REPO_ROOT)
     except PasmError as e:
         state.show_error(e)
         return
@@ -74,67 +186,10 @@ def start_job(settings, root):
                "it runs in the background and shows below.")
 
 
-def progress_text(job, status):
-    parts = [job.state]
-    if status.get("generation") is not None:
-        parts.append(f"generation {status['generation']}")
-    if status.get("epoch") is not None:
-        parts.append(f"epoch {status['epoch']}")
-    eta = status.get("eta_seconds")
-    if isinstance(eta, (int, float)) and job.state in jobs.ACTIVE_STATES:
-        minutes, seconds = divmod(int(eta), 60)
-        parts.append(f"ETA {minutes} min {seconds:02d} s" if minutes else f"ETA {seconds} s")
-    return " · ".join(parts)
-
-
-def resume_job(job, root):
-    """A button callback: it runs before the list is redrawn, so the new job shows at once."""
-    try:
-        jobs.resume(job, root)
-    except PasmError as e:
-        st.session_state[RESUME_ERROR] = str(e)
-
-
-def job_buttons(job, newest_of_run, root):
-    stop, kill, resume = st.columns(3)
-    active = job.state in jobs.ACTIVE_STATES
-    stop.button("Stop", key=f"stop_{job.id}", disabled=not active, on_click=jobs.stop, args=(job,),
-                help="Stop at the next step; it can be resumed.")
-    kill.button("Kill", key=f"kill_{job.id}", disabled=not active, on_click=jobs.kill, args=(job,),
-                help="End it at once, workers included; it can be resumed from its last epoch.")
-    resume.button("Resume", key=f"resume_{job.id}", disabled=not (newest_of_run and job.state in RESUMABLE),
-                  on_click=resume_job, args=(job, root), help="Start it again from its last epoch, as a new job.")
-
-
-def job_card(job, newest_of_run, root):
-    status = job.status
-    run = state.checkpoint_label(job.run_dir, root.resolve())
-    with st.container(border=True):
-        st.markdown(f"{STATE_ICONS.get(job.state, '')} **{run}** · {job.state} · job `{job.id}` · started "
-                    f"{job.started[:19].replace('T', ' ')} UTC")
-        progress = status.get("progress")
-        value = min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0
-        st.progress(value, text=progress_text(job, status))
-        if status.get("error"):
-            st.error(str(status["error"]), icon="🚫")
-        job_buttons(job, newest_of_run, root)
-        with st.expander("Metrics and log", expanded=job.state in jobs.ACTIVE_STATES):
-            try:
-                records = state.read_metrics(job.run_dir / "metrics.jsonl")
-            except PasmError as e:
-                state.show_error(e)
-                records = []
-            if records:
-                st.plotly_chart(figures.training_curves(records, title="Latest metrics"), key=f"metrics_{job.id}")
-            st.code(jobs.tail(job, LOG_LINES) or "(nothing logged yet)", language=None)
-            st.code(shlex.join(job.argv), language="bash", wrap_lines=True)
-
-
 @st.fragment(run_every=2)
 def job_list(root):
     """Redrawn every two seconds from the job registry and the run directories."""
-    if RESUME_ERROR in st.session_state:
-        st.error(st.session_state.pop(RESUME_ERROR), icon="🚫")
+    jobs_view.show_resume_error()
     found = jobs.list_jobs(root)
     if not found:
         st.info(f"No jobs in `{root}` yet: start one above.")
@@ -143,7 +198,7 @@ def job_list(root):
     st.caption(f"{len(found)} job(s), {active} active; showing the newest {min(len(found), SHOWN_JOBS)}.")
     seen_runs = set()
     for job in found[:SHOWN_JOBS]:
-        job_card(job, job.run_dir not in seen_runs, root)
+        jobs_view.job_card(job, job.run_dir not in seen_runs, root)
         seen_runs.add(job.run_dir)
 
 
@@ -151,8 +206,10 @@ root = state.runs_root()
 st.title("Train")
 st.caption(f"Runs directory: `{root}` · a run writes config.json, status.json, metrics.jsonl, train.log and "
            "gen<g>.safetensors there; results appear on the Generations and Runs pages.")
-submitted, settings = training_form()
+models = state.sidebar_models(student=False)
+teacher, teacher_meta = teacher_picker(root, models.teacher)
+submitted, name, options, launcher = training_form(state.default_data_spec(str(root)), teacher, teacher_meta)
 if submitted:
-    start_job(settings, root)
+    start_job(name, options, launcher, root)
 st.subheader("Jobs")
 job_list(root)

@@ -4,19 +4,20 @@ import functools
 
 import streamlit as st
 
+from pasm import jobs
 from pasm.errors import PasmError
-from ui import figures, state
+from ui import figures, jobs_view, state
 
-st.set_page_config(page_title="Runs · PASM Studio", page_icon="🎭", layout="wide")
+st.set_page_config(page_title="Runs · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 
-def overview_row(run, root):
+def overview_row(run, root, job_states):
     accuracies = [g.get("test_accuracy") for g in run.generations if isinstance(g.get("test_accuracy"), (int, float))]
     config = run.config or {}
     return {
         "run": state.checkpoint_label(run.path, root),
         "kind": "study" if run.is_study else "run",
-        "state": (run.status or {}).get("state", "-"),
+        "state": job_states.get(run.path.resolve(), (run.status or {}).get("state", "-")),
         "data": config.get("data", (run.study or {}).get("data", "-")),
         "erasing": config.get("erasing", "-"),
         "generations": len(run.generations),
@@ -26,7 +27,9 @@ def overview_row(run, root):
 
 
 def show_overview(runs, root):
-    st.dataframe([overview_row(run, root) for run in runs], hide_index=True, width="stretch")
+    """A run's state is its newest job's where it has one: a job that died leaves its status saying "running"."""
+    job_states = {job.run_dir: job.state for job in reversed(jobs.list_jobs(root))}
+    st.dataframe([overview_row(run, root, job_states) for run in runs], hide_index=True, width="stretch")
 
 
 def show_generations(run):
@@ -64,7 +67,7 @@ def show_study(run):
         try:
             st.plotly_chart(figure(results))
         except (KeyError, TypeError, ValueError) as e:
-            st.error(f"{run.path / 'study.json'}: damaged results ({e.__class__.__name__}: {e})", icon="🚫")
+            st.error(f"{run.path / 'study.json'}: damaged results ({e.__class__.__name__}: {e})", icon=":material/error:")
     if run.study is not None:
         with st.expander("study.json"):
             st.json(run.study, expanded=False)
@@ -83,7 +86,7 @@ def show_downloads(run):
         info = state.checkpoint_info(path)
         left, right = st.columns([3, 1])
         if "error" in info:
-            left.error(info["error"], icon="🚫")
+            left.error(info["error"], icon=":material/error:")
         else:
             left.markdown(f"`{path.name}` · {path.stat().st_size / 2**20:.1f} MB"
                           + (f" · {state.summary(info['meta'])}" if info["meta"] else " · no pasm metadata"))
@@ -91,16 +94,27 @@ def show_downloads(run):
                               mime="application/octet-stream", on_click="ignore", key=f"download_{path}")
 
 
+@st.fragment(run_every=2)
+def run_job(run_dir, root):
+    """The run's newest job, redrawn every two seconds: its state, why it died or failed, Stop, Kill and Resume."""
+    jobs_view.show_resume_error()
+    job = jobs_view.newest_job(run_dir, root)
+    if job is not None:
+        jobs_view.job_card(job, True, root, metrics=False)
+
+
 def show_run(run, root):
     for error in run.errors:
-        st.error(error, icon="🚫")
+        st.error(error, icon=":material/error:")
     status = run.status or {}
-    if status:
+    if jobs_view.newest_job(run.path, root) is not None:
+        run_job(run.path, root)
+    elif status:
         progress = status.get("progress")
         detail = f" · {progress:.0%}" if isinstance(progress, (int, float)) else ""
         st.markdown(f"**State:** {status.get('state', '?')}{detail}")
         if status.get("error"):
-            st.error(str(status["error"]), icon="🚫")
+            st.error(str(status["error"]), icon=":material/error:")
     if run.config is not None:
         with st.expander("Configuration (config.json)"):
             st.json(run.config)

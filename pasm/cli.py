@@ -35,10 +35,11 @@ def cmd_synth(args):
     def progress(done, total):
         print(f"\r{done}/{total} images", end="", file=sys.stderr, flush=True)
 
-    manifest = write_synth(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed, progress=progress)
+    manifest = write_synth(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed, cues=args.cues,
+                           progress=progress)
     print(file=sys.stderr)
     counts = {split: info["count"] for split, info in manifest["splits"].items()}
-    print(f"wrote SynthFER to {args.out}: {json.dumps(counts)}")
+    print(f"wrote SynthFER ({args.cues} cues) to {args.out}: {json.dumps(counts)}")
 
 
 def cmd_data(args):
@@ -64,10 +65,7 @@ def load_model_arg(path, args, device):
 def attack_config(args):
     from .attack import AttackConfig
 
-    try:
-        return AttackConfig(max_points=args.max_points, patch=args.patch, score=args.score, margin=args.margin)
-    except ValueError as e:
-        raise PasmError("attack settings", e) from None
+    return AttackConfig(max_points=args.max_points, patch=args.patch, score=args.score, margin=args.margin)
 
 
 def region_config(args):
@@ -86,8 +84,28 @@ def resolve_device(name):
     return name
 
 
+def attack_summary(result):
+    """One line per image, e.g. ``a.jpg: neutral 0.95 -> happy after 24 points; PASM erasing -0.61, attention -0.43,
+    random -0.09``: what a person wants from the 500 lines of JSON (confidence change of the predicted class)."""
+    probs = result["prediction"]["probs"]
+    label = result["prediction"]["label"]
+    if result["flipped"]:
+        after = result["trajectory"][-1]
+        outcome = f"-> {list(probs)[after.index(max(after))]} after {result['points_to_flip']} points"
+    else:
+        outcome = f"-> still {label} after {result['max_points']} points (the budget)"
+    drops = [f"{name} {round(-result['erasing'][key]['confidence_drop'], 2) or 0.0:+.2f}"
+             for name, key in (("PASM erasing", "pasm"), ("attention", "attention"), ("random", "random"))]
+    line = f"{result['image']}: {label} {probs[label]:.2f} {outcome}; {', '.join(drops)}"
+    if "student" in result:
+        student = result["student"]["prediction"]
+        line += f"; student {student['label']} {student['probs'][student['label']]:.2f}"
+    return line
+
+
 def cmd_attack(args):
-    """Each image is read and aligned on its own (a bad one is reported and skipped); the attack then runs once on the batch."""
+    """Each image is read and aligned on its own (a bad one is reported and skipped); the attack then runs once on
+    the batch. One summary line per image on stdout; the full results only in ``--json OUT``."""
     from .checkpoints import load_checkpoint
     from .faces import find_and_align
     from .images import read_image
@@ -110,19 +128,18 @@ def cmd_attack(args):
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        names.append(path)
+        names.append((path, [photo.shape[1], photo.shape[0]]))  # points are in these (possibly reduced) pixels
         aligned.append(face)
     results = []
     if aligned:
         reports, _ = face_reports(teacher.model, teacher.classes, aligned, attack_config(args), region_config(args),
                                   student=student.model if student else None,
                                   student_classes=student.classes if student else None, device=device, seed=args.seed)
-        results = [{"image": name, **report} for name, report in zip(names, reports)]
-    print_json(results if args.json or len(results) != 1 else results[0], args.json)
+        results = [{"image": name, "photo_size": size, **report} for (name, size), report in zip(names, reports)]
     if args.json:
-        for r in results:
-            print(f"{r['image']}: {r['prediction']['label']}, "
-                  f"{'flipped after ' + str(r['points_to_flip']) + ' points' if r['flipped'] else 'not flipped'}")
+        print_json(results, args.json)
+    for result in results:
+        print(attack_summary(result))
     return EXIT_BAD_INPUT if failed else 0
 
 
@@ -130,16 +147,17 @@ def cmd_compare(args):
     from .compare import format_table, informativeness
     from .data import open_dataset
     from .data.transforms import eval_transform
+    from .emotions import mapped_model
 
     device = resolve_device(args.device)
     teacher = load_model_arg(args.checkpoint, args, device)
     dataset = open_dataset(args.data, args.split, transform=eval_transform(teacher.model.input_spec))
-    if dataset.classes != teacher.classes:
-        raise PasmError(args.data, f"classes {dataset.classes} differ from the checkpoint's {teacher.classes}")
-    table = informativeness(teacher.model, dataset, limit=args.limit, batch_size=args.batch,
+    model, mapping = mapped_model(teacher.model, teacher.classes, dataset.classes, what=args.data)
+    table = informativeness(model, dataset, limit=args.limit, batch_size=args.batch,
                             attack_config=attack_config(args), region_config=region_config(args),
                             device=device, seed=args.seed)
     table.update({"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split,
+                  "class_mapping": mapping.to_dict(),
                   "attack_config": attack_config(args).to_dict(), "region_config": region_config(args).to_dict()})
     print(format_table(table))
     if args.json:
@@ -191,6 +209,30 @@ def train_options(args):
     return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
 
 
+def train_argv(config, out):
+    """``train`` with every field of ``config`` as an option, kept next to the parser that reads them back:
+    build_parser, train_options and TrainConfig make an equal config of it. A switch left on (TrainConfig's
+    default) is left out, one turned off is its ``--no-`` flag; fields that are None (unset) are left out."""
+    from dataclasses import fields
+
+    argv = ["train", "--out", str(out)]
+    for field in fields(config):
+        value, option = getattr(config, field.name), field.name.replace("_", "-")
+        if value is not None and value is not True:
+            argv += [f"--no-{option}"] if value is False else [f"--{option}", str(value)]
+    return argv
+
+
+def train_command(config, out, processes=1, device="auto", workers=None):
+    """A training job's command line: ``python -m pasm`` with ``train_argv``, under torchrun when ``processes`` > 1
+    (one per GPU). The launcher's settings change where the run computes, not what, so they are not in the config."""
+    python = [sys.executable]
+    if processes > 1:
+        python += ["-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
+    launcher = ["--device", device] + (["--workers", str(workers)] if workers is not None else [])
+    return python + ["-m", "pasm"] + train_argv(config, out) + launcher
+
+
 def print_generations(generations):
     columns = ["test_accuracy", "mean_class_accuracy", "occluded_accuracy", "wild_accuracy"]
     print("gen  erasing    " + "  ".join(f"{c:>19}" for c in columns) + "  checkpoint")
@@ -221,9 +263,11 @@ def cmd_eval(args):
     if args.json:
         print_json(metrics, args.json)
         wild = f", wild {metrics['wild_accuracy']:.4f}" if "wild_accuracy" in metrics else ""
+        mapping = metrics["class_mapping"]["description"]
+        mapped = "" if mapping == "identical" else f"; classes mapped (checkpoint->data): {mapping}"
         print(f"{args.checkpoint} on {args.data} ({metrics['split']}, {metrics['count']} images): accuracy "
               f"{metrics['accuracy']:.4f}, mean class accuracy {metrics['mean_class_accuracy']:.4f}, "
-              f"occluded {metrics['occluded_accuracy']:.4f}{wild}")
+              f"occluded {metrics['occluded_accuracy']:.4f}{wild}{mapped}")
     else:
         print_json(metrics)
 
@@ -287,9 +331,16 @@ def add_train_options(parser, study=False):
 
 
 def add_attack_options(parser):
+    """``attack`` (one face per photo) attacks until the flip by default, as the paper does (pasm.attack.flip_cap);
+    ``compare`` keeps mining's fixed budget of 20, so its table stays comparable with docs/results.md."""
     from .options import FILLS, SCORES, STRATEGIES
 
-    parser.add_argument("--max-points", type=int, default=20, help="attack budget per image (default 20)")
+    if parser.prog.split()[-1] == "attack":
+        parser.add_argument("--max-points", type=int, default=None,
+                            help="attack budget per face (default: until the prediction flips, "
+                                 "at most 2%% of the input's pixels, e.g. 46 on 48x48)")
+    else:
+        parser.add_argument("--max-points", type=int, default=20, help="attack budget per image (default 20)")
     parser.add_argument("--patch", type=int, default=1, help="odd side of the patch pushed per point (default 1)")
     parser.add_argument("--score", choices=SCORES, default="l1", help="gradient magnitude per location (default l1)")
     parser.add_argument("--margin", type=float, default=0.0, help="stop once the true class leads by less (default 0: on a flip)")
@@ -316,6 +367,11 @@ def build_parser():
     p.add_argument("--test", type=int, default=700, help="test images, and as many occluded ones (default 700)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cues", choices=("redundant", "exclusive"), default="redundant",
+                   help="cue design: redundant (default; each expression shows in 2-4 facial regions after its FACS "
+                        "prototype, each region with its own chance and intensity, so erasing one region leaves "
+                        "weaker evidence elsewhere) or exclusive (the first design: cues shared between classes, "
+                        "some labels shown by one region only)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("data", help="summarise a data set spec: classes and counts per split")
@@ -384,6 +440,9 @@ def build_parser():
     p = sub.add_parser("demo", help="write a small SynthFER set into RUN/data and train a teacher + 1 PASM generation")
     p.add_argument("run", help="run directory (the data set goes in RUN/data)")
     p.add_argument("--quick", action="store_true", help="a smaller version that takes seconds")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN from where it got to (the demo always does when RUN holds its run; "
+                        "accepted so that a demo job resumes like a train job)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
     p.set_defaults(func=cmd_demo)

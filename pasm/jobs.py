@@ -5,7 +5,8 @@ record ``ROOT/.jobs/<id>.json`` (what was run, where, and which process), the fi
 writes into its run directory (``status.json``, ``train.log``), and ``job.log`` there, which takes
 the process's own stdout and stderr. A job's state is its run's status checked against its
 process: a process that is gone while the status still says "running" was killed or crashed,
-and shows as "died" (resumable).
+and shows as "died" (resumable). A job that died or failed says why in one line (``failure``: the last
+error line of its log), so a card need not show a traceback.
 
 A process is known by its pid and a start-time token read from ``/proc``, so a pid that the
 system has since given to another process is not taken for the job. POSIX only: sessions,
@@ -18,6 +19,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +39,14 @@ JOB_ID = re.compile(r"[A-Za-z0-9-]+")
 TRACKED_FILES = ("status.json", "train.log")
 POLL_SECONDS = 0.1
 HAS_PROC = Path("/proc/self/stat").exists()
+DEMO_RUN = "demo"
+ENDED_BADLY = ("died", "failed")
+TRACEBACK = "Traceback (most recent call last):"
+ERROR_LINE = re.compile(r"^error: |: error: |^Fatal Python error: ")  # ours, argparse's, the interpreter's
+RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s?")  # torchrun prefixes each worker's lines with it
+LOG_SCAN_BYTES = 4 << 20
+NO_ERROR_LOGGED = ("its log names no error: the process was killed (Kill, a signal, or the system running out "
+                   "of memory) or ended before it could say why")
 
 
 @dataclass
@@ -116,7 +126,8 @@ def run_path(name, root=RUNS_ROOT):
 def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
     """Start ``argv`` as a detached job that writes into ``run_dir``; it goes on after the caller exits.
 
-    ``resume_argv`` is what ``resume`` runs later (default: ``argv`` plus ``--resume``). Launches
+    ``resume_argv`` is what ``resume`` runs later (default: ``argv`` plus ``--resume``, which every pasm
+    training command, train and demo, accepts; a command that does not must be given its own). Launches
     serialise on a lock in the registry, so two at once cannot both find ``run_dir`` free. The
     earlier jobs of ``run_dir`` keep their last state and status in their records, since the new
     job rewrites the run's files (a ``Job`` read before this launch does not see that: read it again).
@@ -140,6 +151,13 @@ def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
         job = _start_process(argv, run_dir, [str(a) for a in resume_argv], Path(cwd or os.getcwd()).resolve())
         write_json(_record_path(root, job.id), job.to_record())
     return job
+
+
+def launch_demo(root=RUNS_ROOT, quick=False, cwd=None):
+    """The demo run (``python -m pasm demo ROOT/demo``) as a job: the one path the app and its tests start it by."""
+    run_dir = Path(root) / DEMO_RUN
+    return launch([sys.executable, "-m", "pasm", "demo", str(run_dir)] + (["--quick"] if quick else []),
+                  run_dir, root=root, cwd=cwd)
 
 
 def list_jobs(root=RUNS_ROOT):
@@ -190,6 +208,35 @@ def tail(job, lines=50):
     return _last_lines(path, lines)
 
 
+def failure(job):
+    """Why a job that died or failed ended, in one line; None for any other job.
+
+    The card of a dead job must say why without the reader digging through a traceback: the last
+    error line of this job's part of job.log (a traceback's exception line, our ``error: what: why``,
+    argparse's complaint), else the error the trainer put in status.json, else one in train.log.
+    """
+    if job.state not in ENDED_BADLY:
+        return None
+    found = last_error(_own_log(job)) or job.status.get("error")
+    if not found and job.wrote("train.log"):
+        found = last_error(_last_lines(job.run_dir / "train.log", 200))
+    return str(found)[:500] if found else NO_ERROR_LOGGED
+
+
+def last_error(text):
+    """The last line of a log that says what went wrong: a Python traceback's exception line, or an error: line."""
+    found, in_traceback = None, False
+    for line in text.splitlines():
+        line = RANK_PREFIX.sub("", line).rstrip()
+        if line.startswith(TRACEBACK):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            found, in_traceback = line, False
+        elif not in_traceback and ERROR_LINE.search(line):
+            found = line
+    return found
+
+
 def wait(job, timeout=None):
     """Poll until the job is no longer starting, running or stopping, or until ``timeout`` seconds; returns its state."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -231,6 +278,25 @@ def _start_process(argv, run_dir, resume_argv, cwd):
     threading.Thread(target=proc.wait, name=f"pasm-job-{job_id}", daemon=True).start()
     return Job(id=job_id, run_dir=run_dir, argv=argv, pid=proc.pid, started=started, cwd=str(cwd), log=log,
                resume_argv=resume_argv, token=token, stamps=stamps)
+
+
+def _own_log(job):
+    """This job's part of job.log, which every job of the run directory appends to after a "== job ID" line.
+
+    Only the last LOG_SCAN_BYTES are read; if this job's header is not among them, the text before
+    the first header there is taken as the end of its part.
+    """
+    try:
+        with open(job.log, "rb") as f:
+            f.seek(max(f.seek(0, os.SEEK_END) - LOG_SCAN_BYTES, 0))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    header = f"== job {job.id} started"
+    start = next((i + 1 for i, line in enumerate(lines) if line.startswith(header)), 0)
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("== job ")), len(lines))
+    return "\n".join(lines[start:end])
 
 
 def _checked_run_dir(run_dir, root):
@@ -348,3 +414,18 @@ def _reap(pid):
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def new_run_dir(name, root=RUNS_ROOT, reserved=()):
+    """The run directory for a new run a person named. Refused: a name that would leave the runs directory,
+    one of ``reserved`` (folders the app keeps its own files in), and a name already used, since a stopped
+    run is resumed (its job's Resume), not started again over its files."""
+    from .runs import LAUNCHER_FILES
+
+    run_dir = run_path(name.strip(), root)
+    if run_dir.name in reserved:
+        raise PasmError(f"run name {name!r}", "is reserved for the app's own files")
+    if run_dir.exists() and (not run_dir.is_dir() or any(e.name not in LAUNCHER_FILES for e in run_dir.iterdir())):
+        raise PasmError(run_dir, "holds a run already; choose another name "
+                                 "(a stopped run is resumed from the job list)")
+    return run_dir

@@ -30,17 +30,19 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import tv_tensors
 
 from . import __version__, fileio
-from .attack import AttackConfig, PointAttack
-from .checkpoints import load_checkpoint, make_meta, save_checkpoint
+from .attack import AttackConfig
+from .checkpoints import file_sha256, load_checkpoint, make_meta, save_checkpoint
 from .data import absolute_spec, available_splits, open_dataset
 from .data.synth import write_synth
 from .data.transforms import train_transform
-from .erasing import attention_boxes, erase, random_boxes
+from .emotions import class_mapping, remap_outputs
+from .erasing import erase
 from .errors import PasmError
 from .evaluate import EvalSets, decode_all, default_split, uint8_transform
 from .models import build_model, default_input_spec
 from .options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
-from .regions import box_masks, locate_regions
+from .mining import RegionConfig, locate_all, region_method
+from .regions import box_masks
 from .runs import Run
 
 # Training sets up to this size (decoded at the model's size) are kept in memory as uint8.
@@ -419,7 +421,11 @@ def train(config, out, resume=False, device="auto", workers=None, keep=()):
 
 
 def demo(out, quick=False, device="auto", workers=None):
-    """A small SynthFER set in ``out/data`` (written once), then a small_cnn teacher and one PASM generation in ``out``."""
+    """A small SynthFER set in ``out/data`` (written once), then a small_cnn teacher and one PASM generation in ``out``.
+
+    The same call starts the demo or continues it from wherever a stopped, killed or crashed one got to
+    (a set whose writing was cut short is written again), so ``demo --resume`` needs nothing more.
+    """
     sizes = DEMO_QUICK if quick else DEMO
     data = Path(out) / "data"
     if not (data / "manifest.json").is_file():
@@ -450,14 +456,17 @@ class Trainer:
         self.tty = sys.stderr.isatty()
 
     def _check_teacher(self, path):
+        """Architecture and input must be the run's; classes are matched by name (pasm.emotions), so a FER2013
+        teacher (angry, happy, ...) can start a RAF-DB run (anger, happiness, ... in another order)."""
         teacher = load_checkpoint(path)
         meta = teacher.meta
         for what, have, want in [("architecture", meta["arch"], self.config.arch),
                                  ("input size", meta["input"]["size"], self.input_spec.size),
-                                 ("channels", meta["input"]["channels"], self.input_spec.channels),
-                                 ("classes", meta["classes"], self.classes)]:
+                                 ("channels", meta["input"]["channels"], self.input_spec.channels)]:
             if have != want:
                 raise PasmError(path, f"the teacher's {what} is {have}, but this run's is {want}")
+        self.teacher_mapping = class_mapping(meta["classes"], self.classes, what=path, source="the teacher",
+                                             target="this run's data set")
 
     # -------------------------------------------------------------------- the whole run
 
@@ -550,8 +559,7 @@ class Trainer:
                 regions, remined = self._mine(model, g, epoch)
                 mining_seconds += time.monotonic() - started
             if g > 0 and cfg.erasing == "random":
-                generator = torch.Generator().manual_seed(_seed(cfg.seed, g, epoch, 1))
-                regions = random_boxes(len(self.images), self.input_spec.size, cfg.area, generator)
+                regions, _ = self._mine(None, g, epoch)
             record = self._train_epoch(parallel, teacher, regions, g, epoch, optimizer, scheduler)
             if remined is not None:
                 record["mining"] = remined
@@ -598,31 +606,34 @@ class Trainer:
     # -------------------------------------------------------------------- mining
 
     def _mine(self, model, g, epoch):
-        """A region per training image from ``model``'s point attack (or Grad-CAM), each rank mining its share."""
+        """A region per training image from ``model`` (the teacher, or the student when re-mining; none
+        for random erasing, whose windows are drawn afresh every epoch), each rank locating its share."""
         cfg = self.config
-        self._status(phase="mining", generation=g, epoch=epoch)
+        if cfg.erasing != "random":
+            self._status(phase="mining", generation=g, epoch=epoch)
         count = len(self.images)
         share = math.ceil(count / self.dist.world)
         # Every rank mines the same number of rows (the last one wraps around), so collectives line up.
         indices = [i % count for i in range(self.dist.rank * share, (self.dist.rank + 1) * share)]
         loader = DataLoader(CleanImages(self.images, indices), batch_size=MINING_BATCH, num_workers=self._loader_workers())
-        attack = PointAttack(model, AttackConfig(max_points=cfg.max_points))
-        regions, attempts = [], []
+        generator = torch.Generator().manual_seed(_seed(cfg.seed, g, epoch, 1))
+        method = region_method(cfg.erasing, model, AttackConfig(max_points=cfg.max_points),
+                               RegionConfig(cfg.region, cfg.area, fill=cfg.fill), generator)
+        regions, result = locate_all(method, self._mining_batches(loader), MINING_BATCH)
+        regions = self.dist.gather_rows(regions)[:count].cpu()
+        attempts = None if result is None else torch.stack([result.num_points, result.points_to_flip], dim=1)
+        stats = self._mining_stats(None if attempts is None else self.dist.gather_rows(attempts)[:count].cpu())
+        if cfg.erasing != "random":
+            self._say(f"generation {g}: mined {count} regions with the {'student' if epoch else 'teacher'} ({cfg.erasing}"
+                      + (f"; {stats['flipped']:.0%} flipped, {stats['mean_points_to_flip']:.1f} points on average"
+                         if attempts is not None else "") + ")")
+        return regions, stats
+
+    def _mining_batches(self, loader):
+        """The loader's images on the device in [0, 1], checking for a stop request between batches."""
         for images, labels in loader:
             self.stopper.check()
-            images, labels = images.to(self.device).float().div_(255), labels.to(self.device)
-            if cfg.erasing == "attention":
-                regions.append(attention_boxes(model, images, labels, cfg.area))
-                continue
-            result = attack(images, labels)
-            found = locate_regions(result.points, result.num_points, self.input_spec.size, cfg.region, cfg.area)
-            regions.append(found.masks if cfg.region == "disks" else found.boxes)
-            attempts.append(torch.stack([result.num_points, result.points_to_flip], dim=1))
-        regions = self.dist.gather_rows(torch.cat(regions))[:count].cpu()
-        stats = self._mining_stats(self.dist.gather_rows(torch.cat(attempts))[:count].cpu() if attempts else None)
-        self._say(f"generation {g}: mined {count} regions with the {'student' if epoch else 'teacher'} ({cfg.erasing}"
-                  + (f"; {stats['flipped']:.0%} flipped, {stats['mean_points_to_flip']:.1f} points on average" if attempts else "") + ")")
-        return regions, stats
+            yield images.to(self.device).float().div_(255), labels.to(self.device)
 
     @staticmethod
     def _mining_stats(attempts):
@@ -719,16 +730,31 @@ class Trainer:
         self.dist.barrier()
 
     def _adopt_teacher(self):
-        """Generation 0 from ``--teacher``: the file is copied unchanged, so its hash is the students' parent hash."""
+        """Generation 0 from ``--teacher``. With the run's classes the file is copied unchanged, so its hash is the
+        students' parent hash. With other names or order, generation 0 is the teacher with its final layer's rows
+        put in the data set's order (so students and distillation see one class order); its parent hash is the
+        teacher's file and its provenance records the mapping."""
         self._status(phase="evaluating", generation=0, epoch=0, step=0)
         if self.dist.is_main:
-            fileio.write_bytes(self.run.checkpoint_path(0), Path(self.config.teacher).read_bytes())
-            checkpoint = load_checkpoint(self.run.checkpoint_path(0), device=self.device)
+            mapping, path = self.teacher_mapping, self.run.checkpoint_path(0)
+            teacher = load_checkpoint(self.config.teacher, device=self.device)
+            model = teacher.model if mapping.identical else remap_outputs(teacher.model, mapping.indices).eval()
             started = time.monotonic()
-            metrics = self.eval_sets.evaluate(checkpoint.model, device=self.device)
+            metrics = self.eval_sets.evaluate(model, device=self.device)
             seconds = {"mining": 0.0, "train": 0.0, "eval": time.monotonic() - started}
-            arm = {"erasing": "none", "distill": False, "source": self.config.teacher}
-            self._record_generation(0, checkpoint.sha256, checkpoint.meta.get("parent_hash"), metrics, arm, seconds, None)
+            if mapping.identical:
+                fileio.write_bytes(path, Path(self.config.teacher).read_bytes())
+                sha, parent_hash = file_sha256(path), teacher.meta.get("parent_hash")
+            else:
+                provenance = {"source": self.config.teacher, "source_sha256": teacher.sha256, "pasm": __version__,
+                              "class_mapping": mapping.to_dict(), "source_provenance": teacher.meta.get("provenance")}
+                meta = make_meta(model, self.classes, generation=0, parent_hash=teacher.sha256,
+                                 train_config=teacher.meta.get("train_config"),
+                                 metrics={"data": self.config.data, **metrics}, provenance=provenance)
+                sha, parent_hash = save_checkpoint(path, model, meta), teacher.sha256
+            arm = {"erasing": "none", "distill": False, "source": self.config.teacher,
+                   "class_mapping": mapping.description}
+            self._record_generation(0, sha, parent_hash, metrics, arm, seconds, None)
         self.dist.barrier()
 
     def _record_generation(self, g, sha, parent_hash, metrics, arm, seconds, mining):
@@ -739,7 +765,8 @@ class Trainer:
             scores.update(wild_accuracy=metrics["wild_accuracy"], wild_mean_class_accuracy=metrics["wild_mean_class_accuracy"])
         entry = {"index": g, "checkpoint": self.run.checkpoint_name(g), "sha256": sha, "parent_hash": parent_hash,
                  **arm, **scores, "per_class_accuracy": metrics["per_class_accuracy"],
-                 "occluded_accuracy_by_kind": metrics["occluded_accuracy_by_kind"], "mining": mining, "seconds": seconds}
+                 "occluded_accuracy_by_kind": metrics["occluded_accuracy_by_kind"],
+                 "wild_accuracy_by_region": metrics.get("wild_accuracy_by_region"), "mining": mining, "seconds": seconds}
         self.generations = [e for e in self.generations if e["index"] != g] + [entry]
         self.records = [r for r in self.records if not (r["kind"] == "generation" and r["generation"] == g)]
         self.records.append({"kind": "generation", "generation": g, **scores, "confusion": metrics["confusion"],

@@ -73,13 +73,32 @@ def test_atlas_maps_the_demo_data_by_class_and_region(demo):
 
 
 def test_atlas_groups_by_prediction_when_the_classes_differ(runs, demo):
-    save_teacher(runs, classes=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
+    other = ["pain", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    save_teacher(runs, classes=other)
     at = page().run()
     at.number_input(key="atlas_n").set_value(7)
     map_button(at).click().run()
     no_exception(at)
-    assert any("grouped by it" in i.value for i in at.info)
-    assert set(at.dataframe[0].value["class"]) <= {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert any("grouped by it" in i.value and "'anger'" in i.value for i in at.info), [i.value for i in at.info]
+    assert set(at.dataframe[0].value["class"]) <= set(other)
+
+
+def test_atlas_groups_fer_named_teachers_by_the_true_class_and_shows_the_mapping(runs, demo):
+    fer_names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    save_teacher(runs, classes=fer_names)
+    at = page().run()
+    at.number_input(key="atlas_n").set_value(7)
+    map_button(at).click().run()
+    no_exception(at)
+    assert not at.info, "FER2013's names match SynthFER's by alias, so faces are grouped by their true class"
+    assert any("happy->happiness" in c.value and "angry->anger" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    targets = SynthFER(demo, "test").targets
+    fer_name = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
+    expected = Counter(fer_name.get(CLASSES[targets[i]], CLASSES[targets[i]])
+                       for i in analysis.sample_indices(len(targets), 7))
+    rows = at.dataframe[0].value
+    assert dict(zip(rows["class"], rows["faces"])) == expected
 
 
 @pytest.mark.parametrize("spec, reason", [
@@ -129,8 +148,15 @@ def test_grid_layout_is_three_bands():
 
 
 def test_label_map_matches_classes_by_name():
-    assert analysis.label_map(["b", "a"], ["a", "b", "c"]) == [1, 0]
-    assert analysis.label_map(["a", "z"], ["a", "b"]) is None
+    assert analysis.label_map(["b", "a"], ["a", "b", "c"]) == ([1, 0], "b, a; unused: c")
+    assert analysis.label_map(["a", "b"], ["a", "b"]) == ([0, 1], "identical")
+    labels, why = analysis.label_map(["a", "z"], ["a", "b"])
+    assert labels is None and "'z' of the data set have no match among the teacher's" in why
+
+
+def test_label_map_matches_emotions_by_alias():
+    labels, note = analysis.label_map(["anger", "happiness", "neutral"], ["angry", "neutral", "happy"])
+    assert labels == [0, 2, 1] and note == "angry->anger, happy->happiness, neutral"
 
 
 def test_atlas_follows_the_true_class_even_in_another_class_order(runs, demo):
@@ -200,7 +226,7 @@ def test_map_dataset_yields_progress_and_fills_the_atlas():
     model = build_model("small_cnn", 7, InputSpec(32, 3)).eval()
     teacher = Checkpoint(model=model, meta=make_meta(model, CLASSES), path=Path("t"), sha256="0")
     data = SynthFERMemory(9, "test", size=32, transform=eval_transform(model.input_spec))
-    labels = analysis.label_map(data.classes, teacher.classes)
+    labels, _ = analysis.label_map(data.classes, teacher.classes)
     steps = list(analysis.map_dataset(teacher, data, list(range(9)), max_points=3, batch_size=4, labels=labels,
                                       synth=True))
     assert [done for _, done in steps] == [4, 8, 9]

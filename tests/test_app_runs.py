@@ -4,12 +4,15 @@
 trainer does (pasm.runs.Run), with small_cnn 32 px checkpoints saved by pasm.checkpoints.
 """
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from pasm import jobs
 from pasm.checkpoints import make_meta, save_checkpoint
 from pasm.data.synth import CLASSES
 from pasm.models import InputSpec, build_model
@@ -128,6 +131,59 @@ def test_a_checkpoint_that_is_not_one_is_refused_in_its_row(runs):
     no_exception(at)
     assert any("gen1.safetensors" in e.value for e in at.error)
     assert len(at.get("download_button")) == 2
+
+
+# A stand-in trainer: "running" until SIGTERM, then "stopped"; with --resume it raises, as a broken run would.
+STAND_IN = """
+import json, os, signal, sys, time
+from pathlib import Path
+
+out = Path(sys.argv[1])
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+
+
+def status(state):
+    (out / "status.tmp").write_text(json.dumps({"state": state, "generation": 0, "epoch": 1, "progress": 0.5}))
+    os.replace(out / "status.tmp", out / "status.json")
+
+
+if "--resume" in sys.argv:
+    raise RuntimeError("CUDA_ERROR out of memory")
+status("running")
+while not stop:
+    time.sleep(0.02)
+status("stopped")
+"""
+
+
+def wait_for(condition, limit=60):
+    """Poll a condition; the limit only keeps a broken test from hanging."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.02)
+
+
+def test_a_runs_job_card_stops_resumes_and_says_why_it_died(runs):
+    job = jobs.launch([sys.executable, "-c", STAND_IN, str(runs / "x")], runs / "x", runs)
+    wait_for(lambda: job.state == "running")
+    at = page()
+    no_exception(at)
+    assert at.button(key=f"resume_{job.id}").disabled
+    at.button(key=f"stop_{job.id}").click().run()
+    assert jobs.wait(job, 60) == "stopped"
+    at.run()
+    at.button(key=f"resume_{job.id}").click().run()
+    no_exception(at)
+    resumed = jobs.list_jobs(runs)[0]
+    assert resumed.id != job.id and resumed.argv == job.argv + ["--resume"]
+    assert jobs.wait(resumed, 60) == "died"
+    at.run()
+    no_exception(at)
+    assert at.dataframe[0].value["state"][0] == "died", "not the 'stopped' its status.json still says"
+    assert "The job died: RuntimeError: CUDA\\_ERROR out of memory" in [e.value for e in at.error]
+    assert not at.button(key=f"resume_{resumed.id}").disabled
 
 
 def test_read_run_lists_every_damaged_file(tmp_path):

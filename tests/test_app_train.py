@@ -1,16 +1,21 @@
 """Train page (AppTest): the form starts a real tiny training job in the background and the job list follows
-it to "done"; bad names and specs are refused; stop, resume and two jobs at once on stand-in jobs."""
+it to "done"; its job's command line reads back to the form's TrainConfig; an existing checkpoint can be
+adopted as the teacher; bad names and specs are refused; stop, resume and two jobs at once on stand-in jobs."""
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from pasm import jobs
-from pasm.data.synth import write_synth
+from pasm.checkpoints import make_meta, save_checkpoint
+from pasm.cli import build_parser, train_options
+from pasm.data.synth import CLASSES, write_synth
+from pasm.models import InputSpec, build_model
 from pasm.runs import Run
-from ui import state
+from pasm.train import TrainConfig
 
 from app_helpers import no_exception
 
@@ -58,12 +63,34 @@ def widget(widgets, label):
     return next(w for w in widgets if w.label == label)
 
 
-def submit(at, name, data, **numbers):
+def submit(at, name, data, **values):
+    """Fill the form (any other widget by its label) and press Start training."""
     widget(at.text_input, "Run name").set_value(name)
     widget(at.text_input, "Data set spec").set_value(data)
-    for label, value in numbers.items():
-        widget(at.number_input, label).set_value(value)
+    for label, value in values.items():
+        widget([*at.number_input, *at.text_input, *at.selectbox, *at.slider], label).set_value(value)
     return widget(at.button, "Start training").click().run()
+
+
+def errors(at):
+    return [e.value.replace("\\", "") for e in at.error]  # show_error escapes markdown's characters
+
+
+def config_of(argv):
+    """The TrainConfig a job's command line makes, read back the way ``python -m pasm train`` reads it."""
+    return TrainConfig(**train_options(build_parser().parse_args(argv[argv.index("train"):])))
+
+
+def fake_launches(monkeypatch):
+    """Launches recorded instead of started: (argv, run_dir) each."""
+    launched = []
+
+    def launch(argv, run_dir, root, cwd):
+        launched.append((argv, run_dir))
+        return SimpleNamespace(id="fake", run_dir=Path(run_dir))
+
+    monkeypatch.setattr(jobs, "launch", launch)
+    return launched
 
 
 def launch_stand_in(root, name):
@@ -82,8 +109,9 @@ def test_no_jobs_yet(runs):
     at = page()
     no_exception(at)
     assert not at.error
-    assert "No jobs" in at.info[0].value
+    assert any("No jobs" in info.value for info in at.info)
     assert widget(at.number_input, "Epochs per generation").value == 15  # the trainer's own default
+    assert widget(at.text_input, "Data set spec").value == ""  # a fresh machine has no data set to offer
 
 
 def test_the_form_starts_a_real_tiny_job_that_reaches_done(runs, tiny_synth):
@@ -94,7 +122,8 @@ def test_the_form_starts_a_real_tiny_job_that_reaches_done(runs, tiny_synth):
     assert "Started job" in at.success[0].value
     [job] = jobs.list_jobs(runs)
     assert job.run_dir == (runs / "x").resolve()
-    assert job.argv[1:4] == ["-m", "pasm", "train"] and job.argv[job.argv.index("--epochs") + 1] == "1"
+    assert job.argv[1:4] == ["-m", "pasm", "train"]
+    assert config_of(job.argv) == TrainConfig(data=f"synth:{tiny_synth}", generations=0, epochs=1, batch=16)
     assert jobs.wait(job, timeout=180) == "done", jobs.tail(job, 30)
 
     restarted = page()  # a new session: the job is found on disk
@@ -120,7 +149,13 @@ def test_a_bad_data_spec_or_a_used_name_is_refused(runs, tiny_synth):
     at = submit(page(), "y", "nosuchkind:/data")
     assert "unknown data set kind 'nosuchkind'" in at.error[0].value
     at = submit(page(), "y", f"synth:{tiny_synth}-missing")
-    assert "no such file or directory" in at.error[0].value
+    no_exception(at)
+    assert errors(at) == [f"data set spec synth:{tiny_synth}-missing: no such file or directory"]
+    assert widget(at.text_input, "Run name").value == "y"  # the form stays as it was
+    at = submit(page(), "y", "")
+    assert "data set spec (empty): a data set spec is KIND:PATH" in at.error[0].value
+    at = submit(page(), "y", f"synth:{tiny_synth}", **{"Evaluation split (blank: test, else val)": "val"})
+    assert "has no 'val' split" in at.error[0].value
     (runs / "used").mkdir()
     (runs / "used" / "config.json").write_text("{}")
     at = submit(page(), "used", f"synth:{tiny_synth}")
@@ -151,28 +186,85 @@ def test_two_jobs_at_once_then_stop_and_resume(runs):
     assert at.button(key=f"resume_{first.id}").disabled  # only a run's newest job can be resumed
 
 
-def test_the_command_line_follows_the_form(tmp_path):
-    settings = state.TrainSettings(name="x", data="synth:data/synth", generations=3, processes=2, limit=100,
-                                   distill=False)
-    argv = settings.argv(tmp_path / "x")
+@pytest.fixture
+def fer_like_teacher(runs):
+    """A checkpoint in runs/checkpoints of another architecture and size than the form's defaults (48 px grey)."""
+    model = build_model("mini_xception", len(CLASSES), InputSpec(48, 1))
+    path = runs / "checkpoints" / "fer_like.safetensors"
+    path.parent.mkdir()
+    save_checkpoint(path, model, make_meta(model, CLASSES))
+    return path
+
+
+def test_the_form_offers_teacher_init_optimiser_lr_and_remining(runs):
+    at = page()
+    no_exception(at)
+    assert widget(at.selectbox, "Teacher (generation 0)").options == ["none: the run trains one"]
+    assert widget(at.button, "Use the sidebar's teacher").disabled  # no checkpoint yet
+    assert widget(at.selectbox, "Students start from").options == ["scratch", "teacher"]
+    assert widget(at.selectbox, "Optimiser").options == ["sgd", "adamw"]
+    learning_rate = next(w for w in at.number_input if w.label.startswith("Learning rate"))
+    assert learning_rate.value is None and "0.05 for sgd" in learning_rate.label
+    assert widget(at.number_input, "Re-mine the regions with the student every K epochs (0: never)").value == 0
+    rare = next(e for e in at.expander if e.label.startswith("Optimiser"))  # the rarely changed options, folded
+    assert [w.label for w in rare.selectbox] == ["Optimiser"] and len(rare.number_input) >= 6
+
+
+def test_the_sidebar_teacher_sets_the_teacher_and_its_architecture(runs, fer_like_teacher):
+    at = page()
+    no_exception(at)
+    teacher = widget(at.selectbox, "Teacher (generation 0)")
+    assert teacher.value == "" and widget(at.selectbox, "Architecture").value == "small_cnn"
+    widget(at.button, "Use the sidebar's teacher").click().run()
+    no_exception(at)
+    assert widget(at.selectbox, "Teacher (generation 0)").value == str(fer_like_teacher)
+    arch = widget(at.selectbox, "Architecture")
+    size = widget(at.number_input, "Input size in pixels (blank: the architecture's)")
+    assert (arch.value, arch.disabled, size.value, size.disabled) == ("mini_xception", True, 48, True)
+    assert any("Adopted as generation 0" in c.value for c in at.caption)
+
+
+def test_a_submitted_form_launches_the_command_line_of_its_train_config(runs, tiny_synth, fer_like_teacher,
+                                                                          monkeypatch):
+    launched = fake_launches(monkeypatch)
+    at = page()
+    widget(at.button, "Use the sidebar's teacher").click().run()
+    for label, value in {"Students start from": "teacher", "Optimiser": "adamw", "Device": "cpu",
+                         "Erasing for the students": "attention", "Region strategy": "centroid",
+                         "Fill of the erased region": "noise"}.items():
+        widget(at.selectbox, label).set_value(value)
+    widget(at.checkbox, "Students also learn the teacher's soft labels (distillation)").uncheck()
+    next(w for w in at.number_input if w.label.startswith("Learning rate")).set_value(0.002)
+    next(w for w in at.number_input if w.label.startswith("Weight decay")).set_value(0.01)
+    at = submit(at, "full", f"synth:{tiny_synth}", **{
+        "Generations (students after the teacher)": 2, "Epochs per generation": 3, "Batch size (per process)": 8,
+        "λ: weight of the teacher's soft labels": 0.5, "τ: distillation temperature": 2.0,
+        "p: probability that a face is erased": 0.25, "Region area (fraction of the face)": 0.2,
+        "Max attack points": 7, "Label smoothing": 0.1, "Use only the first N training images (blank: all)": 20,
+        "Evaluation split (blank: test, else val)": "test", "Seed": 3, "Processes (torchrun when > 1)": 2,
+        "Re-mine the regions with the student every K epochs (0: never)": 2,
+        "Data-loading processes (blank: automatic)": 1})
+    no_exception(at)
+    assert not at.error, errors(at)
+    [(argv, run_dir)] = launched
+    assert run_dir == (runs / "full").resolve()
     assert argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    assert argv[5:8] == ["-m", "pasm", "train"]
-    assert argv[argv.index("--data") + 1] == f"synth:{Path('data/synth').resolve()}"
-    assert argv[argv.index("--out") + 1] == str((tmp_path / "x").resolve())
-    assert argv[argv.index("--generations") + 1] == "3" and argv[argv.index("--limit") + 1] == "100"
-    assert "--no-distill" in argv
-    single = state.TrainSettings(name="x", data="synth:d").argv(tmp_path / "x")
-    assert single[:4] == [sys.executable, "-m", "pasm", "train"] and "--limit" not in single
+    assert argv[argv.index("--device") + 1] == "cpu" and argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--out") + 1] == str(run_dir)
+    assert config_of(argv) == TrainConfig(
+        data=f"synth:{tiny_synth}", arch="mini_xception", size=48, teacher=str(fer_like_teacher), generations=2,
+        epochs=3, batch=8, init_from="teacher", optimizer="adamw", lr=0.002, weight_decay=0.01, label_smoothing=0.1,
+        erasing="attention", distill=False, lam=0.5, tau=2.0, p=0.25, region="centroid", area=0.2, fill="noise",
+        max_points=7, remine_every=2, seed=3, limit=20, split="test")
 
 
-def test_an_untouched_form_trains_what_the_command_line_would():
-    """The form mirrors TrainConfig's defaults; this catches one changing without the other."""
-    from dataclasses import MISSING, fields
-
-    from pasm.train import TrainConfig
-
-    config = {f.name: f.default for f in fields(TrainConfig)}
-    shared = [f for f in fields(state.TrainSettings) if f.name in config and f.default is not MISSING]
-    assert len(shared) >= 12
-    for f in shared:
-        assert f.default == config[f.name] or (f.name == "limit" and f.default == 0 and config["limit"] is None), f.name
+def test_the_demo_data_is_the_default_spec_and_a_bad_config_launches_nothing(runs, monkeypatch):
+    launched = fake_launches(monkeypatch)
+    write_synth(runs / jobs.DEMO_RUN / "data", train=14, test=7, size=32, seed=0)
+    at = page()
+    spec = widget(at.text_input, "Data set spec").value
+    assert spec == f"synth:{runs / jobs.DEMO_RUN / 'data'}"
+    at = submit(at, "z", spec, **{"Batch size (per process)": 1})
+    no_exception(at)
+    assert errors(at) == ["--batch 1: must be a whole number of at least 2"]  # TrainConfig's own check
+    assert launched == []

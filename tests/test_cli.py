@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pasm.checkpoints import make_meta, save_checkpoint
-from pasm.cli import main
+from pasm.cli import attack_summary, main
 from pasm.data.synth import CLASSES
 from pasm.models import InputSpec, build_model
 
@@ -101,12 +101,15 @@ def test_bad_arguments_are_one_line_errors(capsys, argv, needle):
 
 def test_attack_json_has_every_field(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "result.json"
-    code, _, _ = run(capsys, "attack", "--checkpoint", tiny_checkpoint, GRACE_HOPPER, "--max-points", "5",
-                     "--student", tiny_checkpoint, "--json", out)
+    code, stdout, _ = run(capsys, "attack", "--checkpoint", tiny_checkpoint, GRACE_HOPPER, "--max-points", "5",
+                          "--student", tiny_checkpoint, "--json", out)
     assert code == 0
     [result] = json.loads(out.read_text())
-    for key in ("image", "face_box", "prediction", "points", "flipped", "points_to_flip", "region", "erasing", "student"):
+    assert stdout.splitlines() == [attack_summary(result)], "stdout is one summary line; the JSON goes to the file"
+    for key in ("image", "photo_size", "face_box", "prediction", "points", "flipped", "points_to_flip", "max_points",
+                "region", "erasing", "student"):
         assert key in result
+    assert result["photo_size"] == [512, 600] and result["max_points"] == 5
     assert set(result["prediction"]["probs"]) == set(CLASSES) and result["prediction"]["label"] in CLASSES
     assert set(result["erasing"]) == {"pasm", "random", "attention"}
     for entry in result["erasing"].values():
@@ -137,8 +140,46 @@ def test_attack_no_face_offers_whole_image(tiny_checkpoint, tmp_path, capsys):
     Image.new("RGB", (80, 60), "gray").save(blank)
     code, _, err = run(capsys, "attack", "--checkpoint", tiny_checkpoint, blank, "--max-points", "2")
     assert_one_line_error(code, err, "no face found", "--whole-image")
-    code, out, _ = run(capsys, "attack", "--checkpoint", tiny_checkpoint, blank, "--max-points", "2", "--whole-image")
-    assert code == 0 and json.loads(out)["face_box"] == [10.0, 0.0, 70.0, 60.0]
+    out = tmp_path / "whole.json"
+    code, _, _ = run(capsys, "attack", "--checkpoint", tiny_checkpoint, blank, "--max-points", "2", "--whole-image",
+                     "--json", out)
+    assert code == 0 and json.loads(out.read_text())[0]["face_box"] == [10.0, 0.0, 70.0, 60.0]
+
+
+def test_attack_prints_one_line_per_image_and_no_json(tiny_checkpoint, tmp_path, capsys):
+    second = tmp_path / "hopper_again.jpg"
+    second.write_bytes(GRACE_HOPPER.read_bytes())
+    code, out, err = run(capsys, "attack", "--checkpoint", tiny_checkpoint, GRACE_HOPPER, second)
+    assert code == 0 and not err
+    lines = out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(GRACE_HOPPER), str(second)]
+    for line in lines:
+        assert " -> " in line and "; PASM erasing " in line and ", attention " in line and ", random " in line
+        assert "{" not in line
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_attack_summary_line():
+    result = {"image": "astronaut.jpg", "prediction": {"label": "neutral", "probs": {"happy": 0.04, "neutral": 0.95}},
+              "flipped": True, "points_to_flip": 2, "max_points": 46,
+              "trajectory": [[0.04, 0.95], [0.3, 0.7], [0.6, 0.4]],
+              "erasing": {"pasm": {"confidence_drop": 0.61}, "attention": {"confidence_drop": 0.43},
+                          "random": {"confidence_drop": -0.09}}}
+    assert attack_summary(result) == ("astronaut.jpg: neutral 0.95 -> happy after 2 points; "
+                                      "PASM erasing -0.61, attention -0.43, random +0.09")
+    result.update(flipped=False, points_to_flip=None)
+    assert "-> still neutral after 46 points (the budget);" in attack_summary(result)
+
+
+def test_attack_runs_until_the_flip_by_default_and_compare_keeps_its_budget():
+    from pasm.cli import attack_config, build_parser
+
+    single = build_parser().parse_args(["attack", "--checkpoint", "t.safetensors", "face.jpg"])
+    assert single.max_points is None and attack_config(single).budget(48, 48) == 46
+    explicit = build_parser().parse_args(["attack", "--checkpoint", "t.safetensors", "face.jpg", "--max-points", "9"])
+    assert attack_config(explicit).budget(48, 48) == 9
+    compare = build_parser().parse_args(["compare", "--checkpoint", "t.safetensors", "--data", "synth:d"])
+    assert compare.max_points == 20
 
 
 def test_attack_bad_checkpoint(tmp_path, capsys):
@@ -168,3 +209,27 @@ def test_building_the_parser_does_not_import_torch():
     code = "import sys; from pasm.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_train_argv_reads_back_to_the_same_config(tmp_path):
+    """The app writes its jobs' command lines with train_argv; every TrainConfig field must survive the trip."""
+    from dataclasses import fields
+
+    from pasm.cli import build_parser, train_argv, train_command, train_options
+    from pasm.train import TrainConfig
+
+    changed = TrainConfig(data="synth:data/synth", arch="resnet18", size=48, generations=3, epochs=2, batch=8,
+                          optimizer="adamw", lr=0.002, weight_decay=0.01, label_smoothing=0.1, erasing="random",
+                          distill=False, lam=0.5, tau=2.0, p=0.25, init_from="teacher", region="centroid", area=0.2,
+                          fill="noise", max_points=5, remine_every=2, seed=7, limit=100, split="val",
+                          teacher=str(tmp_path / "teacher.safetensors"))
+    default = TrainConfig(data="synth:elsewhere")
+    assert all(getattr(changed, f.name) != getattr(default, f.name) for f in fields(TrainConfig))
+    for config in (changed, default):
+        args = build_parser().parse_args(train_argv(config, tmp_path / "run"))
+        assert args.out == str(tmp_path / "run")
+        assert TrainConfig(**train_options(args)) == config
+    command = train_command(default, tmp_path / "run", processes=2, device="cpu", workers=0)
+    assert command[:6] == [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m"]
+    assert command[6:] == ["pasm", *train_argv(default, tmp_path / "run"), "--device", "cpu", "--workers", "0"]
+    assert train_command(default, "run")[:4] == [sys.executable, "-m", "pasm", "train"]

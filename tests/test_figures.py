@@ -202,3 +202,79 @@ def test_comparison_png_lays_out_masks_over_erased_faces():
     assert (erased_tile == 200).all()
     random_mask_tile = sheet[gap + text: gap + text + size, 2 * gap + size: 2 * gap + 2 * size]
     assert (random_mask_tile == 50).all()
+
+
+# Labels and legibility: what a person reads in the legend and above each panel
+
+
+RAW_METRIC_KEYS = ("test_accuracy", "mean_class_accuracy", "occluded_accuracy", "wild_accuracy", "train_accuracy",
+                   "erased_fraction", "test_wild accuracy")
+
+
+def test_generation_curves_name_metrics_for_people_and_keep_equal_lines_apart():
+    # A balanced test set: accuracy and mean class accuracy are the same numbers, so the lines coincide.
+    generations = [{"index": g, "test_accuracy": 0.5 + g / 10, "mean_class_accuracy": 0.5 + g / 10,
+                    "occluded_accuracy": 0.3, "wild_accuracy": 0.2} for g in range(3)]
+    fig = figures.generation_curves(generations)
+    names = [t.name for t in fig.data]
+    assert names == ["accuracy, clean test", "mean class accuracy, clean test", "accuracy, synthetic occluders",
+                     "accuracy, occluded test (test_wild)"]
+    assert not any(name in RAW_METRIC_KEYS or "_accuracy" in name for name in names), names
+    dashes = [t.line.dash or "solid" for t in fig.data]
+    assert len(set(dashes)) == len(dashes), dashes
+    assert len({t.marker.symbol for t in fig.data}) == len(fig.data)
+    accuracy, mean_class = fig.data[0], fig.data[1]
+    assert accuracy.line.width > mean_class.line.width and mean_class.line.dash, \
+        "the line drawn first is wider and the one over it broken, so both show where they coincide"
+
+
+def test_training_curves_name_metrics_for_people_and_keep_equal_lines_apart():
+    # Without distillation the loss is the cross-entropy: two identical lines.
+    records = [{"kind": "epoch", "generation": 0, "epoch": e, "loss": 1.0 / e, "ce": 1.0 / e, "kd": 0.0,
+                "train_accuracy": 0.5, "erased_fraction": 0.5, "lr": 0.1, "seconds": 1.0} for e in (1, 2)]
+    fig = figures.training_curves(records)
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {"loss", "cross-entropy", "distillation (KD)", "train accuracy", "erased fraction"}
+    assert not any(name in RAW_METRIC_KEYS or "_" in name for name in traces)
+    assert traces["loss"].line.width > traces["cross-entropy"].line.width and traces["cross-entropy"].line.dash
+    assert (traces["train accuracy"].line.dash or "solid") != (traces["erased fraction"].line.dash or "solid")
+    assert "_" not in traces["cross-entropy"].hovertemplate.split("<br>")[0]
+
+
+def tiny_generation_results(faces, generations):
+    crop = np.zeros((8, 8, 3), np.uint8)
+    report = {"prediction": {"label": "happiness", "probs": {"happiness": 0.9}}, "points_crop": [[1, 2]]}
+    return [{"index": g, "crops": [crop] * faces, "reports": [report] * faces, "boxes": [[0, 0, 4, 4]] * faces,
+             "mask_iou": None, "box_iou": None} for g in range(generations)]
+
+
+def subplot_figures():
+    crop = np.zeros((8, 8, 3), np.uint8)
+    masks = {"pasm": np.ones((8, 8), bool), "random": np.zeros((8, 8), bool)}
+    return {
+        "region_and_erased": figures.region_and_erased(crop, [0, 0, 4, 4], crop),
+        "erasing_comparison": figures.erasing_comparison(crop, masks, {n: crop for n in masks}),
+        "attribution_maps": figures.attribution_maps(crop, {"Grad-CAM": np.eye(8)}),
+        "class_density_maps": figures.class_density_maps({"a": np.eye(4), "b": np.eye(4)}),
+        "generation_faces": figures.generation_faces(tiny_generation_results(3, 4), ["happiness"] * 3),
+        "training_curves": figures.training_curves([{"kind": "epoch", "generation": 0, "loss": 1.0}]),
+    }
+
+
+@pytest.mark.parametrize("name", list(subplot_figures()))
+def test_subplot_titles_are_readable(name):
+    fig = subplot_figures()[name]
+    sizes = [a.font.size for a in fig.layout.annotations]
+    assert sizes and all(size is not None and size >= 14 for size in sizes), (name, sizes)
+
+
+def test_generation_faces_titles_fit_between_the_rows():
+    fig = figures.generation_faces(tiny_generation_results(3, 4), ["happiness"] * 3)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0] == "gen 0: happiness 0.90<br>true: happiness", "the true class on its own line"
+    plot_height = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    top_of_row_2 = fig.layout.yaxis5.domain[1]  # row 2, column 1 (4 columns)
+    bottom_of_row_1 = fig.layout.yaxis.domain[0]
+    gap = (bottom_of_row_1 - top_of_row_2) * plot_height
+    assert gap >= 2 * figures.SUBPLOT_TITLE_SIZE * 1.2, f"two title lines need room between rows, got {gap:.0f} px"
+    assert fig.layout.margin.t >= 2 * figures.SUBPLOT_TITLE_SIZE * 1.2 + 40, "and the top row under the figure title"

@@ -362,3 +362,79 @@ def test_cli_jobs_bad_id_is_one_line_error(root, capsys):
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: job ") and "no such job" in err
     assert main(["jobs", "list", "--root", str(root)]) == 0
     assert capsys.readouterr().out.strip() == f"no jobs in {root}"
+
+
+# The demo job and why jobs die
+
+
+def test_the_demo_job_stops_resumes_and_finishes(root):
+    """The app's path: launch_demo, Stop (SIGTERM), then Resume, whose command the demo must accept."""
+    job = jobs.launch_demo(root, quick=True, cwd=ROOT)
+    wait_until(lambda: job.state == "running" or job.state not in jobs.ACTIVE_STATES, "running", limit=300)
+    jobs.stop(job, timeout=300)
+    assert job.state == "stopped", jobs.failure(job) or jobs.tail(job)
+    resumed = jobs.resume(job, root)
+    assert resumed.argv == job.argv + ["--resume"]
+    assert jobs.wait(resumed, 600) == "done", jobs.failure(resumed) or jobs.tail(resumed)
+    assert (root / "demo" / "gen1.safetensors").is_file()
+
+
+def test_every_command_the_app_starts_accepts_its_resume_command(tmp_path):
+    from pasm.cli import build_parser, train_command
+    from pasm.train import TrainConfig
+
+    train = train_command(TrainConfig(data="synth:data/synth"), tmp_path / "x")  # the Train page's command
+    demo = [sys.executable, "-m", "pasm", "demo", str(tmp_path / jobs.DEMO_RUN)]
+    for argv in (train, demo):
+        assert argv[1:3] == ["-m", "pasm"]
+        assert build_parser().parse_args(argv[3:] + ["--resume"]).resume is True
+
+
+RAISES = "import sys; print('loading', flush=True); print('error: early warning', file=sys.stderr); " \
+         "raise RuntimeError('no faces in the_data_set')"
+FAILS = ("import json, pathlib, sys; pathlib.Path(sys.argv[1], 'status.json').write_text("
+         "json.dumps({'state': 'failed', 'error': 'ValueError: lr must be positive'})); sys.exit(1)")
+
+
+@pytest.mark.parametrize("code, state, reason", [
+    (RAISES, "died", "RuntimeError: no faces in the_data_set"),
+    ("import sys; print('error: synth:/x: no such file or directory', file=sys.stderr); sys.exit(2)", "died",
+     "error: synth:/x: no such file or directory"),
+    (FAILS, "failed", "ValueError: lr must be positive"),
+    ("import os, signal; print('step 1', flush=True); os.kill(os.getpid(), signal.SIGKILL)", "died",
+     jobs.NO_ERROR_LOGGED),
+])
+def test_a_job_that_ended_badly_says_why(root, code, state, reason):
+    run_dir = root / "a"
+    job = jobs.launch([sys.executable, "-c", code, str(run_dir)], run_dir, root)
+    assert jobs.wait(job, 60) == state
+    assert jobs.failure(job) == reason
+
+
+def test_a_jobs_failure_is_its_own_not_an_earlier_jobs_of_the_run(root, stand_in):
+    run_dir = root / "a"
+    first = jobs.launch([sys.executable, "-c", RAISES], run_dir, root)
+    assert jobs.wait(first, 60) == "died"
+    second = jobs.resume(first, root)
+    assert jobs.wait(second, 60) == "died"
+    assert jobs.failure(second) == "RuntimeError: no faces in the_data_set"
+    quiet = jobs.launch([sys.executable, "-c", "import os; os._exit(3)"], run_dir, root)
+    assert jobs.wait(quiet, 60) == "died"
+    assert jobs.failure(quiet) == jobs.NO_ERROR_LOGGED
+    assert jobs.failure(jobs.get_job(first.id, root)) == "RuntimeError: no faces in the_data_set"
+    done = jobs.launch(stand_in(run_dir, steps=1), run_dir, root)
+    assert jobs.wait(done, 60) == "done" and jobs.failure(done) is None
+
+
+def test_last_error_finds_the_line_that_says_why():
+    chained = ("Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'a'\n\n"
+               "During handling of the above exception, another exception occurred:\n\n"
+               "Traceback (most recent call last):\n  File \"x.py\", line 3, in f\n    raise PasmError(a, b)\n"
+               "    ^^^^^^^^^^^^^^^^^^^^\npasm.errors.PasmError: data/x: no such file\n")
+    assert jobs.last_error(chained) == "pasm.errors.PasmError: data/x: no such file"
+    ranked = ("[rank1]: Traceback (most recent call last):\n[rank1]:   File \"t.py\"\n"
+              "[rank1]: RuntimeError: NCCL timeout\n")
+    assert jobs.last_error(ranked) == "RuntimeError: NCCL timeout"
+    argparse = "usage: python -m pasm [-h]\npython -m pasm: error: unrecognized arguments: --resume\n"
+    assert jobs.last_error(argparse) == "python -m pasm: error: unrecognized arguments: --resume"
+    assert jobs.last_error("epoch 1: loss 2.0, error rate 0.3\nstep 2\n") is None

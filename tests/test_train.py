@@ -205,6 +205,40 @@ def test_students_start_from_scratch_or_from_the_teacher(synth, tmp_path):
         assert file_sha256(out / "gen0.safetensors") == file_sha256(tmp_path / "teacher.safetensors")
 
 
+def test_a_teacher_with_fer_names_becomes_a_generation_0_in_the_data_sets_order(synth, tmp_path):
+    """FER2013's names in FER2013's order (angry, disgust, fear, happy, ...) against SynthFER's (surprise, fear,
+    ..., anger, neutral): generation 0 is the teacher with its outputs put in the data set's order."""
+    fer_names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    order = [5, 2, 1, 3, 4, 0, 6]  # SynthFER's classes, by hand, as indices into fer_names
+    assert [fer_names[i] for i in order] == ["surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"]
+    torch.manual_seed(7)
+    teacher = build_model("small_cnn", 7, InputSpec(32, 3)).eval()
+    with torch.no_grad():
+        teacher.backbone.fc.bias.copy_(torch.linspace(-1, 1, 7))
+    path = tmp_path / "fer.safetensors"
+    save_checkpoint(path, teacher, make_meta(teacher, fer_names))
+    out = tmp_path / "run"
+    summary = train(tiny(synth, teacher=str(path), limit=16, max_points=3), out, device="cpu", workers=0)
+    gen0 = load_checkpoint(out / "gen0.safetensors")
+    assert gen0.classes == CLASSES and gen0.meta["parent_hash"] == file_sha256(path)
+    assert gen0.meta["provenance"]["class_mapping"]["classes"]["anger"] == "angry"
+    images = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(gen0.model(images), teacher(images)[:, order], atol=1e-5)
+        assert torch.equal(gen0.model(images).argmax(1), teacher(images)[:, order].argmax(1))
+    entry = summary["generations"][0]
+    assert entry["class_mapping"].startswith("surprise, fear, disgust, happy->happiness")
+    assert (out / "gen1.safetensors").is_file() and summary["generations"][1]["parent_hash"] == entry["sha256"]
+
+
+def test_a_teacher_lacking_a_data_class_is_refused_naming_it(synth, tmp_path, capsys):
+    model = build_model("small_cnn", 7, InputSpec(32, 3))
+    save_checkpoint(tmp_path / "t.safetensors", model, make_meta(model, CLASSES[:6] + ["pain"]))
+    assert_cli_error(capsys, ["train", "--out", tmp_path / "run", "--data", synth, "--size", "32",
+                              "--teacher", tmp_path / "t.safetensors"],
+                     "classes 'neutral' of this run's data set have no match among the teacher's")
+
+
 def start(argv, out_file):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "pasm", *map(str, argv)], cwd=ROOT, env=env,

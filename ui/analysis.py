@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 
 from pasm import faces
-from pasm.attack import AttackConfig, PointAttack
-from pasm.erasing import GradCAM, SaliencyMap, random_boxes
+from pasm.attack import AttackConfig
+from pasm.emotions import class_mapping
+from pasm.erasing import SaliencyMap
 from pasm.errors import PasmError
-from pasm.mining import RegionConfig, probabilities
-from pasm.regions import box_masks, densest_window, window_side
+from pasm.mining import PasmRegions, RegionConfig, probabilities
 from pasm.report import crops_to_tensor, face_reports
 
 ERASINGS = ("pasm", "random", "attention")
@@ -62,9 +62,13 @@ def single_threaded():
 
 @dataclass
 class AttackSettings:
-    """The explorer's form: the attack budget and patch, and how the region is located and erased."""
+    """The explorer's form: the attack budget and patch, and how the region is located and erased.
 
-    max_points: int = 20
+    ``max_points`` None (the default) attacks until the prediction flips, as the paper does, under the
+    cap ``pasm.attack.flip_cap`` sets for the teacher's input size; a number is a fixed budget.
+    """
+
+    max_points: int | None = None
     patch: int = 1
     strategy: str = "densest"
     area: float = 0.1
@@ -72,14 +76,10 @@ class AttackSettings:
     fill: str = "mean"
 
     def attack_config(self):
-        try:
-            return AttackConfig(max_points=int(self.max_points), patch=int(self.patch))
-        except ValueError as e:
-            raise PasmError("attack settings", e) from None
+        budget = None if self.max_points is None else int(self.max_points)
+        return AttackConfig(max_points=budget, patch=int(self.patch))
 
     def region_config(self):
-        if self.adaptive and self.strategy == "disks":
-            raise PasmError("region settings", "adaptive sizing applies to the window strategies only, not disks")
         return RegionConfig(strategy=self.strategy, area=float(self.area), adaptive=bool(self.adaptive), fill=self.fill)
 
     def to_dict(self):
@@ -131,45 +131,27 @@ def point_regions(region_map, points, size):
 
 
 def analyse_face(teacher, aligned, settings, student=None, region_map=None, device="cpu", seed=0):
-    """Everything the explorer shows for one face, from one ``pasm.report.face_reports`` call.
-
-    face_reports returns the erased faces but only PASM's mask; the random and attention masks are
-    rebuilt the way pasm.mining.baselines draws them (same seeded generator, same Grad-CAM window), so
-    the figures show the very windows that were erased.
-    """
+    """Everything the explorer shows for one face, from one ``pasm.report.face_reports`` call: the masks
+    shown are the ones the library located and erased."""
     start = time.perf_counter()
-    region_config = settings.region_config()
     with single_threaded():
         reports, extras = face_reports(
-            teacher.model, teacher.classes, [aligned], settings.attack_config(), region_config,
+            teacher.model, teacher.classes, [aligned], settings.attack_config(), settings.region_config(),
             student=student.model if student else None, student_classes=student.classes if student else None,
             device=device, seed=seed)
-        report, images, mined = reports[0], extras["images"], extras["mined"]
-        cam = GradCAM(teacher.model).attribute(images, mined.attack.labels)
-        saliency = SaliencyMap(teacher.model).attribute(images, mined.attack.labels)
-        masks = _erasing_masks(mined.masks, cam, region_config.area, device, seed)
+        report, images, located = reports[0], extras["images"], extras["located"]
+        saliency = SaliencyMap(teacher.model).attribute(images, located["pasm"].attack.labels)
     return {
         "report": report,
         "settings": settings.to_dict(),
         "classes": list(teacher.classes),
         "student_classes": list(student.classes) if student else None,
         "crop": to_uint8(images[0]),
-        "masks": {name: mask[0, 0].cpu().numpy() for name, mask in masks.items()},
+        "masks": {name: located[name].masks[0, 0].cpu().numpy() for name in ERASINGS},
         "erased": {name: to_uint8(extras["erased"][name][0]) for name in ERASINGS},
-        "maps": {"Grad-CAM": cam[0, 0].cpu().numpy(), "saliency": saliency[0, 0].cpu().numpy()},
+        "maps": {"Grad-CAM": located["attention"].cam[0, 0].cpu().numpy(), "saliency": saliency[0, 0].cpu().numpy()},
         "point_regions": point_regions(region_map, report["points_crop"], images.shape[-1]),
         "seconds": time.perf_counter() - start,
-    }
-
-
-def _erasing_masks(pasm_masks, cam, area, device, seed):
-    """The three same-area windows; random and attention drawn exactly as pasm.mining.baselines draws them."""
-    size = cam.shape[-1]
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return {
-        "pasm": pasm_masks,
-        "random": box_masks(random_boxes(1, size, area, generator, cam.device), size),
-        "attention": box_masks(densest_window(cam, window_side(size, area)), size),
     }
 
 
@@ -358,10 +340,16 @@ def region_names(images, points_per_image, synth):
 
 
 def label_map(dataset_classes, teacher_classes):
-    """Data set label -> teacher class index, matched by name (any order); None if the teacher lacks a class."""
-    if not set(dataset_classes) <= set(teacher_classes):
-        return None
-    return [list(teacher_classes).index(name) for name in dataset_classes]
+    """``(labels, note)``: data set label -> teacher class index, matched by name or emotion alias in any order
+    (pasm.emotions: RAF-DB's ``anger`` is FER2013's ``angry``), and the mapping used, for a caption.
+
+    ``(None, why)`` when the teacher has no class for one of the data set's: faces are then grouped by prediction.
+    """
+    try:
+        mapping = class_mapping(teacher_classes, dataset_classes, source="the teacher")
+    except PasmError as e:
+        return None, e.why
+    return mapping.indices, mapping.description
 
 
 def map_dataset(teacher, dataset, indices, max_points=20, batch_size=32, labels=None, synth=False, device="cpu"):
@@ -371,19 +359,19 @@ def map_dataset(teacher, dataset, indices, max_points=20, batch_size=32, labels=
     (``label_map``'s list) the attack pushes away from the true class and faces are grouped by it;
     without (a data set whose classes the teacher does not know) by the teacher's own prediction.
     """
-    attack = PointAttack(teacher.model, AttackConfig(max_points=int(max_points)))
+    pasm = PasmRegions(teacher.model, AttackConfig(max_points=int(max_points)))
     atlas = Atlas(teacher.classes, teacher.model.input_spec.size)
     with single_threaded():
         for start in range(0, len(indices), batch_size):
             batch = indices[start:start + batch_size]
-            _map_batch(attack, atlas, [dataset[i] for i in batch], labels, synth, device)
+            _map_batch(pasm, atlas, [dataset[i] for i in batch], labels, synth, device)
             yield atlas, start + len(batch)
 
 
-def _map_batch(attack, atlas, samples, labels, synth, device):
+def _map_batch(pasm, atlas, samples, labels, synth, device):
     images = torch.stack([image for image, _ in samples]).to(device)
     targets = torch.tensor([labels[label] for _, label in samples], device=device) if labels is not None else None
-    result = attack(images, targets).to("cpu")
+    result = pasm.locate(images, targets).attack.to("cpu")
     pictures = [to_uint8(image) for image in images]
     points = [result.sample(i)["points"] for i in range(len(samples))]
     names, used = region_names(pictures, points, synth)

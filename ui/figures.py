@@ -20,6 +20,8 @@ from plotly.subplots import make_subplots
 MARGIN = dict(l=10, r=10, t=40, b=10)
 # Subplot titles sit above each panel: the figure title needs room above them.
 SUBPLOT_MARGIN = dict(l=10, r=10, t=80, b=10)
+# Subplot titles are annotations; every figure with subplots sets their size, so none comes out tiny.
+SUBPLOT_TITLE_SIZE = 16
 CHOSEN_COLOUR = "#00c853"
 OTHER_COLOUR = "#ffd600"
 REGION_COLOUR = "#00e5ff"
@@ -78,6 +80,13 @@ def tinted(image, mask, colour=MASK_COLOUR, strength=0.55):
     mask = np.asarray(mask, dtype=bool)
     image[mask] = (1 - strength) * image[mask] + strength * np.asarray(colour, dtype=np.float32)
     return np.round(image).astype(np.uint8)
+
+
+def _subplots(**kwargs):
+    """``make_subplots`` with readable subplot titles (SUBPLOT_TITLE_SIZE); call before adding annotations."""
+    fig = make_subplots(**kwargs)
+    fig.update_annotations(font_size=SUBPLOT_TITLE_SIZE)
+    return fig
 
 
 def _hide_axes(fig):
@@ -219,7 +228,7 @@ def trajectory(probabilities, classes, attacked=None, title="Class probabilities
 
 def region_and_erased(crop, box, erased, points=(), title="Located region and the erased face"):
     """Where PASM erases (the box over the points) next to the face the student will learn from."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("located region", "erased face"), horizontal_spacing=0.03)
+    fig = _subplots(rows=1, cols=2, subplot_titles=("located region", "erased face"), horizontal_spacing=0.03)
     fig.add_trace(image_trace(crop), row=1, col=1)
     fig.add_trace(image_trace(erased), row=1, col=2)
     if len(points):
@@ -238,7 +247,7 @@ def erasing_comparison(crop, masks, erased, subtitles=None,
     names = list(masks)
     subtitles = subtitles or {}
     titles = [subtitles.get(n, n) for n in names] + [f"{n}: erased" for n in names]
-    fig = make_subplots(rows=2, cols=len(names), subplot_titles=titles, vertical_spacing=0.08, horizontal_spacing=0.03)
+    fig = _subplots(rows=2, cols=len(names), subplot_titles=titles, vertical_spacing=0.08, horizontal_spacing=0.03)
     for col, name in enumerate(names, start=1):
         fig.add_trace(image_trace(tinted(crop, masks[name])), row=1, col=col)
         fig.add_trace(image_trace(erased[name]), row=2, col=col)
@@ -249,7 +258,7 @@ def erasing_comparison(crop, masks, erased, subtitles=None,
 def attribution_maps(crop, maps, title="Where the teacher looks (for reference)"):
     """Each map (HxW in [0, 1]: Grad-CAM, saliency) as a heat overlay on the face, on one colour scale."""
     names = list(maps)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    fig = _subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
     for col, name in enumerate(names, start=1):
         values = np.asarray(maps[name], dtype=float)
         fig.add_trace(image_trace(crop), row=1, col=col)
@@ -299,7 +308,7 @@ def class_density_maps(densities, backgrounds=None, cols=4, title="Attack point 
     names = list(densities)
     rows = max(1, math.ceil(len(names) / cols))
     zmax = max((float(np.max(d)) for d in densities.values()), default=1.0) or 1.0
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
+    fig = _subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
     for i, name in enumerate(names):
         row, col = i // cols + 1, i % cols + 1
         if backgrounds is not None and name in backgrounds:
@@ -357,8 +366,21 @@ def comparison_png(crop, masks, erased, captions=None, scale=4):
 # Runs: training curves, generations and confusion matrices
 
 
-GENERATION_METRICS = (("test_accuracy", "accuracy"), ("mean_class_accuracy", "mean class accuracy"),
-                      ("occluded_accuracy", "occluded accuracy"), ("wild_accuracy", "test_wild accuracy"))
+# summary.json's headline numbers: (key, legend label, line, marker). The first is drawn wide and solid, the
+# others narrower and broken over it: on a balanced test set accuracy and mean class accuracy are the same
+# numbers, and the line drawn second must not hide the first.
+GENERATION_METRICS = (
+    ("test_accuracy", "accuracy, clean test", dict(width=5), "circle"),
+    ("mean_class_accuracy", "mean class accuracy, clean test", dict(width=2, dash="dash"), "diamond"),
+    ("occluded_accuracy", "accuracy, synthetic occluders", dict(width=2, dash="dot"), "square"),
+    ("wild_accuracy", "accuracy, occluded test (test_wild)", dict(width=2, dash="dashdot"), "triangle-up"),
+)
+# metrics.jsonl's epoch fields as the legend names them, and how each is drawn (the same idea: without
+# distillation the loss is the cross-entropy, and the dashed line shows over the wide one).
+CURVE_LABELS = {"ce": "cross-entropy", "kd": "distillation (KD)", "train_accuracy": "train accuracy",
+                "erased_fraction": "erased fraction"}
+CURVE_LINES = {"loss": dict(width=4), "ce": dict(width=2, dash="dash"), "kd": dict(width=2, dash="dot"),
+               "train_accuracy": dict(width=3), "erased_fraction": dict(width=2, dash="dash")}
 LOSS_KEYS = ("loss", "ce", "kd")
 NOT_CURVES = ("kind", "generation", "epoch", "step", "seconds", "lr")
 
@@ -367,8 +389,8 @@ def training_curves(records, title="Training curves"):
     """metrics.jsonl against the epoch count over all generations: losses on top, training accuracy and
     erased fraction below with each generation's test accuracy as a diamond where it ended, and a
     dotted line where a new generation starts."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("loss", "accuracy and erased fraction"))
+    fig = _subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                    subplot_titles=("loss", "accuracy and erased fraction"))
     series, ends, starts, epochs, previous = {}, ([], []), [], 0, None
     for record in records:
         if record.get("kind") == "generation":
@@ -389,8 +411,9 @@ def training_curves(records, title="Training curves"):
                 series[key][1].append(value)
     for key, (xs, ys) in series.items():
         row = 1 if key in LOSS_KEYS or "loss" in key else 2
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=key.replace("_", " "),
-                                 hovertemplate=f"{key}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"), row=row, col=1)
+        name = CURVE_LABELS.get(key, key.replace("_", " "))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=CURVE_LINES.get(key),
+                                 hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"), row=row, col=1)
     if ends[0]:
         fig.add_trace(go.Scatter(x=ends[0], y=ends[1], mode="markers", name="test accuracy (generation end)",
                                  marker=dict(symbol="diamond", size=11),
@@ -407,10 +430,11 @@ def generation_curves(generations, title="Accuracy across generations"):
     """summary.json's headline numbers per generation: clean, mean per-class, occluded (and wild) accuracy."""
     fig = go.Figure()
     indices = [g["index"] for g in generations]
-    for key, label in GENERATION_METRICS:
+    for key, label, line, marker in GENERATION_METRICS:
         values = [g.get(key) for g in generations]
         if any(isinstance(v, (int, float)) for v in values):
-            fig.add_trace(go.Scatter(x=indices, y=values, mode="lines+markers", name=label,
+            fig.add_trace(go.Scatter(x=indices, y=values, mode="lines+markers", name=label, line=line,
+                                     marker=dict(symbol=marker, size=11 if line.get("dash") is None else 8),
                                      hovertemplate=f"{label}<br>generation %{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title=title, height=340, margin=MARGIN, legend=dict(orientation="h", y=-0.25),
                       xaxis=dict(title="generation", dtick=1), yaxis=dict(title="accuracy", rangemode="tozero"))
@@ -450,9 +474,15 @@ def generation_faces(results, face_labels=None, title="Points and region of ever
         for entry in results:
             prediction = entry["reports"][face]["prediction"]
             label = f"gen {entry['index']}: {prediction['label']} {prediction['probs'][prediction['label']]:.2f}"
-            titles.append(label + (f" (true: {face_labels[face]})" if face_labels else ""))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=0.1 / max(rows, 1))
+            titles.append(label + (f"<br>true: {face_labels[face]}" if face_labels else ""))
+    # Titles on two lines (the true class below) stay inside a narrow tile; rows are kept apart in pixels
+    # so a full-size title fits between them whatever the number of faces.
+    tile = max(180, min(300, 1100 // max(cols, 1)))
+    title_height = round(SUBPLOT_TITLE_SIZE * 1.4) * (2 if face_labels else 1)
+    gap = title_height + 16
+    plot_height = tile * rows + gap * (rows - 1)
+    fig = _subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
+                    vertical_spacing=gap / plot_height)
     for col, entry in enumerate(results, start=1):
         for face in range(rows):
             report = entry["reports"][face]
@@ -468,9 +498,9 @@ def generation_faces(results, face_labels=None, title="Points and region of ever
             box = entry["boxes"][face]
             if box[2] > box[0]:
                 fig.add_shape(**_box_shape(box, REGION_COLOUR, 2), row=face + 1, col=col)
-    tile = max(180, min(300, 1100 // max(cols, 1)))
-    fig.update_layout(title=title, height=100 + tile * rows, margin=dict(l=10, r=10, t=80, b=10), showlegend=False)
-    fig.update_annotations(font_size=12)
+    top = 60 + title_height
+    fig.update_layout(title=title, height=plot_height + top + 10, margin=dict(l=10, r=10, t=top, b=10),
+                      showlegend=False)
     return _hide_axes(fig)
 
 

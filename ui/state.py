@@ -16,7 +16,6 @@ import streamlit as st
 import torch
 
 from pasm.checkpoints import file_sha256, load_checkpoint, read_metadata, save_checkpoint
-from pasm.data import absolute_spec
 from pasm.errors import CheckpointError, PasmError
 from pasm.images import read_image
 from pasm.models import ARCHITECTURES
@@ -51,8 +50,25 @@ def show_error(error):
     """A PasmError is bad input described for a person: show its one line, keep the app running.
 
     st.error renders markdown, so the message's own characters (underscores in file names) are escaped."""
-    text = "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(error))
-    st.error(text, icon="🚫")
+    st.error(_escaped(str(error)), icon=":material/error:")
+
+
+def _escaped(text):
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
+
+
+def notify(key, text):
+    """Keep a success message for the next run: what a run draws before ``st.rerun`` is never seen."""
+    st.session_state[key] = text
+
+
+def show_notice(key):
+    """The message ``notify`` kept under ``key``, once: a success box here (put it outside any expander,
+    which may come back collapsed) and a toast, which shows wherever the page is scrolled."""
+    text = st.session_state.pop(key, None)
+    if text:
+        st.success(text, icon=":material/check_circle:")
+        st.toast(text, icon=":material/check_circle:")
 
 
 # Checkpoints on disk
@@ -86,6 +102,24 @@ def checkpoint_label(path, root=None):
         if inside.is_relative_to(base):
             return str(inside.relative_to(base))
     return str(path)
+
+
+def picker_labels(paths, root=None):
+    """Short names for the sidebar picker, which cuts long ones: ``run · gen 1`` for a run's generation, the
+    file name without ``.safetensors`` for a file in checkpoints/ or uploads/. Where two would read the
+    same, both keep their full label (``checkpoint_label``)."""
+    short = {}
+    for path in paths:
+        path = Path(path)
+        number = re.fullmatch(r"gen(\d+)", path.stem)
+        if number and path.suffix == ".safetensors":
+            short[str(path)] = f"{checkpoint_label(path.parent, root)} · gen {int(number.group(1))}"
+        else:
+            short[str(path)] = path.stem if path.suffix == ".safetensors" else path.name
+    counts = {}
+    for label in short.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {p: label if counts[label] == 1 else checkpoint_label(p, root) for p, label in short.items()}
 
 
 def checkpoint_info(path):
@@ -295,15 +329,18 @@ def _model_picker(label, key, paths, root, device, default, optional=False):
     # Only a choice the user made is kept; until then the default follows new checkpoints as they appear.
     chosen = st.session_state.get(key, default)
     st.session_state[widget_key] = chosen if chosen in options else (default if default in options else options[0])
+    labels = picker_labels(paths, root)
     path = st.selectbox(label, options, key=widget_key, on_change=_remember, args=(key, widget_key),
-                        format_func=lambda p: checkpoint_label(p, root) if p else "(none)")
+                        format_func=lambda p: labels.get(p, p) if p else "(none)")
+    if path:
+        st.caption(f"File: {_escaped(checkpoint_label(path, root))}")  # the whole name, wrapped; the box cuts it
     return _load_picked(Path(path), key, device) if path else None
 
 
 def _load_picked(path, key, device):
     info = checkpoint_info(path)
     if "error" in info:
-        st.error(info["error"], icon="🚫")
+        st.error(info["error"], icon=":material/error:")
         return None
     arch = classes = None
     if info["meta"] is None:
@@ -320,10 +357,8 @@ def _load_picked(path, key, device):
 
 
 def _upload_form(root):
+    show_notice("_pasm_added")
     with st.expander("Add a checkpoint file"):
-        added = st.session_state.pop("_pasm_added", None)
-        if added:
-            st.success(f"Added {added}")
         with st.form("pasm_checkpoint_upload", clear_on_submit=True):
             upload = st.file_uploader("Checkpoint (.safetensors, .pt, .pth)", type=["safetensors", "pt", "pth"],
                                       max_upload_size=MAX_CHECKPOINT_MB)
@@ -335,7 +370,7 @@ def _upload_form(root):
         if not submitted:
             return
         if upload is None:
-            st.error("Choose a checkpoint file first.", icon="🚫")
+            st.error("Choose a checkpoint file first.", icon=":material/error:")
             return
         try:
             path = import_checkpoint(upload.getvalue(), upload.name, root,
@@ -344,7 +379,7 @@ def _upload_form(root):
             show_error(e)
             return
         st.session_state[TEACHER_KEY if role == "teacher" else STUDENT_KEY] = str(path)
-        st.session_state["_pasm_added"] = checkpoint_label(path, root)
+        notify("_pasm_added", f"Added {checkpoint_label(path, root)} as the {role}.")
         st.rerun()
 
 
@@ -397,17 +432,21 @@ def session_results(name, limit=4):
 
 @st.cache_data(ttl=30, show_spinner=False)
 def default_data_spec(root):
-    """A spec for SynthFER data under the runs directory ``root`` (the demo writes one), or "" if there is none."""
+    """The first-run demo's SynthFER set (``root/demo/data``) once written, else other SynthFER data under the runs
+    directory ``root``; "" if there is none, since a fresh machine has no data set a form could default to."""
     from pasm.data.synth import read_manifest
+    from pasm.jobs import DEMO_RUN
 
     root = Path(root)
+    manifests = [root / DEMO_RUN / "data" / "manifest.json"]
     for depth in range(1, 4):
-        for manifest in sorted(root.glob("*/" * depth + "manifest.json")):
-            try:
-                read_manifest(manifest.parent)
-            except PasmError:
-                continue
-            return f"synth:{manifest.parent}"
+        manifests += sorted(root.glob("*/" * depth + "manifest.json"))
+    for manifest in manifests:
+        try:
+            read_manifest(manifest.parent)
+        except PasmError:
+            continue
+        return f"synth:{manifest.parent}"
     return ""
 
 
@@ -580,79 +619,6 @@ def per_class_accuracies(run):
             and all(isinstance(v, (int, float)) for v in e["per_class_accuracy"].values())}
 
 
-# The Train page's form
-
-
-@dataclass
-class TrainSettings:
-    """The Train page's form, turned into the ``python -m pasm train`` command line it launches.
-
-    Defaults are pasm.train.TrainConfig's, so an untouched form trains what the command line would.
-    """
-
-    name: str
-    data: str
-    arch: str = "small_cnn"
-    generations: int = 1
-    epochs: int = 15
-    erasing: str = "pasm"
-    lam: float = 1.0
-    tau: float = 4.0
-    p: float = 0.5
-    region: str = "densest"
-    area: float = 0.1
-    max_points: int = 20
-    device: str = "auto"
-    processes: int = 1
-    seed: int = 0
-    limit: int = 0
-    batch: int = 64
-    fill: str = "mean"
-    distill: bool = True
-
-    def train_args(self, run_dir):
-        args = ["train", "--data", absolute_spec(self.data), "--out", str(Path(run_dir).resolve()), "--arch", self.arch,
-                "--generations", int(self.generations), "--epochs", int(self.epochs), "--erasing", self.erasing,
-                "--lam", float(self.lam), "--tau", float(self.tau), "--p", float(self.p), "--region", self.region,
-                "--area", float(self.area), "--max-points", int(self.max_points), "--device", self.device,
-                "--seed", int(self.seed), "--batch", int(self.batch), "--fill", self.fill]
-        if self.limit:
-            args += ["--limit", int(self.limit)]
-        if not self.distill:
-            args.append("--no-distill")
-        return [str(a) for a in args]
-
-    def argv(self, run_dir):
-        """One process, or torchrun with ``processes`` processes (one per GPU) when more than one."""
-        import sys
-
-        if int(self.processes) > 1:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(int(self.processes))]
-        else:
-            launcher = [sys.executable]
-        return launcher + ["-m", "pasm"] + self.train_args(run_dir)
-
-
-def new_run_dir(settings, root=None):
-    """The run directory for a new run. Refused: a name that would leave the runs directory or is the
-    app's own folder, a name already used (a stopped run is resumed from the job list instead), and
-    a data set spec whose kind is unknown or whose path does not exist."""
-    from pasm import jobs
-    from pasm.data import parse_spec
-    from pasm.runs import LAUNCHER_FILES
-
-    root = Path(root or runs_root())
-    run_dir = jobs.run_path(settings.name.strip(), root)
-    if run_dir.name in NOT_RUNS:
-        raise PasmError(f"run name {settings.name!r}", "is reserved for the app's own files")
-    if run_dir.exists() and (not run_dir.is_dir() or any(e.name not in LAUNCHER_FILES for e in run_dir.iterdir())):
-        raise PasmError(run_dir, "holds a run already; choose another name (a stopped run is resumed from the job list)")
-    _, data_path = parse_spec(settings.data.strip())
-    if not data_path.exists():
-        raise PasmError(settings.data.strip(), "no such file or directory")
-    return run_dir
-
-
 # The Generations page
 
 
@@ -691,7 +657,7 @@ def compare_generations(checkpoints, aligned_faces, attack_config=None, region_c
     for index, checkpoint in zip(indices, checkpoints):
         reports, extras = face_reports(checkpoint.model, checkpoint.classes, aligned_faces, attack_config,
                                        region_config, device=device)
-        mined = extras["mined"]
+        mined = extras["located"]["pasm"]
         entry = {"index": index, "classes": list(checkpoint.classes), "reports": reports,
                  "crops": [to_uint8(image) for image in extras["images"]],
                  "masks": mined.masks.cpu(), "boxes": mined.boxes.cpu(), "mask_iou": None, "box_iou": None}

@@ -1,27 +1,57 @@
-"""Attack benchmark: batched vs one image at a time, distance to the fwd+bwd bound, and a peer L0 attack.
+"""Attack benchmark: continuous batching vs one image at a time, distance to the fwd+bwd bound, mining memory, peers.
 
-    python -m pasm bench attack [--device cpu|cuda] [--arch small_cnn] [--size 64] [--batch 64] [--json OUT]
+    python -m bench.attack [--device cpu|cuda] [--arch small_cnn] [--size 64] [--batch 64] [--json OUT]
 
-Everything is measured in one run on the same model and images, so the ratios are comparable
-even on a busy machine. Without ``--checkpoint`` a teacher is trained for a few seconds on
-SynthFER so that the attack has predictions worth flipping.
+Every figure is a ratio of times measured in this one run, on the same teacher and the same images
+(timed calls interleaved), so the ratios are comparable even on a busy machine. Without
+``--checkpoint`` a teacher is trained for a few seconds on SynthFER so that the attack has
+predictions worth flipping; the labels are the teacher's own predictions, as when mining.
+
+The figures (B = ``--batch``, N = ``--stream-batches`` x B images):
+
+- ``speedup``: images/s of ``PointAttack.stream(capacity=B)`` over the N images (continuous batching,
+  as mining runs) against each image attacked alone (``one_by_one``). ``single_batch_speedup`` is the
+  older figure: one batch of B images attacked together against the same B images one by one.
+- ``fwd_bwd_batching_speedup``: B x (one image's forward + backward) / (the batch's forward + backward),
+  what batching buys the network itself; ``speedup_share_of_fwd_bwd`` = speedup / that (target >= 0.8).
+- ``mining_overhead_vs_points_used``: the wall time of ``pasm.mining.locate_all`` (attack + regions)
+  over the N images against ``bound_s`` = sum over images of (points used + 1) x fwd_bwd_batch_s / B:
+  every image pays its points plus the final forward that sees the flip (or the budget's end), each
+  at its share of a full batch's forward + backward (target <= 1.15). ``stream_steps`` against
+  ``ideal_steps`` (= that sum / B) shows the drain: when the source runs dry the batch empties, and a
+  half-empty step costs more than its images' share.
+- memory (``--memory-images M``): peak resident memory of a fresh interpreter mining M and 4M synthetic
+  images through ``locate_all`` (boxes), images made batch by batch so the data set is never held.
+- peers: a plain per-image loop (the same greedy attack in a dozen lines, no batching bookkeeping) and
+  torchattacks' JSMA when installed.
 """
 import argparse
-import json
+import concurrent.futures
+import gc
+import multiprocessing
 import os
-import platform
+import resource
+import threading
 import time
-from datetime import datetime, timezone
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import TensorDataset
 
+from bench.common import device_or_exit, machine, now, sync, timed_together, wall, write_report
 from pasm.attack import AttackConfig, PointAttack
 from pasm.checkpoints import load_checkpoint
 from pasm.data.synth import SynthFERMemory
 from pasm.data.transforms import eval_transform
+from pasm.errors import PasmError
+from pasm.mining import PasmRegions, locate_all
 from pasm.models import build_model, default_input_spec
 from pasm.train import fit_supervised
+
+SPEEDUP_SHARE_TARGET = 0.8
+MINING_OVERHEAD_TARGET = 1.15
+PASSES = 5  # forward + backward passes per timed call of the bound
 
 
 def synth_tensors(n, split, spec, seed):
@@ -35,32 +65,200 @@ def quick_teacher(arch, spec, train_images, epochs, device):
     images, labels = synth_tensors(train_images, "train", spec, seed=0)
     model = build_model(arch, 7, spec)
     fit_supervised(model, TensorDataset(images, labels), epochs=epochs, batch_size=64, device=device)
-    return model.eval()
+    return model
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def teacher(args, device):
+    """The frozen teacher in eval mode, as the trainer mines with it (no parameter needs a gradient)."""
+    if args.checkpoint:
+        model = load_checkpoint(args.checkpoint, device=device).model
+    else:
+        spec = default_input_spec(args.arch, size=args.size)
+        model = quick_teacher(args.arch, spec, args.train_images, args.epochs, device)
+    return model.to(device).eval().requires_grad_(False)
 
 
-def timed(fn, device, repeats):
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
+def forward_backward(model, images, labels, autocast):
+    """One pass of the bound, in the attack's own layout and precision, so the ratios measure the attack's bookkeeping."""
+    x = images.clone().requires_grad_(True)
+    with torch.autocast(images.device.type, enabled=autocast):
+        logits = model(x.contiguous(memory_format=torch.channels_last))
+    torch.autograd.grad(F.cross_entropy(logits.float(), labels, reduction="sum"), x)
+
+
+class OneByOne:
+    """Each image attacked alone by ``attack``; keeps every call's per-image times, so that the time of any
+    first k images is known (the single-batch figure compares the first batch with its own images)."""
+
+    def __init__(self, attack, images, labels, device):
+        self.attack, self.images, self.labels, self.device = attack, images, labels, device
+        self.calls = []
+
+    def __call__(self):
+        times = []
+        for i in range(len(self.images)):
+            sync(self.device)
+            start = time.perf_counter()
+            self.attack(self.images[i: i + 1], self.labels[i: i + 1])
+            sync(self.device)
+            times.append(time.perf_counter() - start)
+        self.calls.append(times)
+
+    def warm(self):
+        for i in range(min(2, len(self.images))):
+            self.attack(self.images[i: i + 1], self.labels[i: i + 1])
+
+    def seconds(self, count=None):
+        """Sum over the first ``count`` images of each image's least time over the calls (see timed_together)."""
+        return sum(min(call[i] for call in self.calls) for i in range(count or len(self.images)))
+
+
+class Passes:
+    """``PASSES`` calls of ``fn`` per call, each timed alone: a single forward + backward is too short to time
+    once, and the least of all its times is comparable with the least step of a streamed run."""
+
+    def __init__(self, fn, device):
+        self.fn, self.device, self.least = fn, device, float("inf")
+
+    def __call__(self):
+        for _ in range(PASSES):
+            self.least = min(self.least, wall(self.fn, self.device))
+
+
+def plain_loop(model, image, label, budget, autocast):
+    """The same greedy L1 point attack on one image, written plainly: the peer without any batching bookkeeping."""
+    x, taken = image.clone(), torch.zeros(image.shape[-2] * image.shape[-1], dtype=torch.bool, device=image.device)
+    for step in range(budget + 1):
+        x.requires_grad_(True)
+        with torch.autocast(x.device.type, enabled=autocast):
+            logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+        if step == budget or logits.argmax(1).item() != label.item():
+            return x.detach()
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, label, reduction="sum"), x)
+        where = grad.abs().sum(1).flatten().masked_fill(taken, float("-inf")).argmax()
+        taken[where] = True
+        x = x.detach()
+        y, col = divmod(int(where), x.shape[-1])
+        x[0, :, y, col] = torch.where(grad[0, :, y, col] > 0, 1.0, torch.where(grad[0, :, y, col] < 0, 0.0, x[0, :, y, col]))
+
+
+def stream_schedule(steps, capacity):
+    """Loop steps continuous batching makes for images needing ``steps`` forward passes each (in source order),
+    and its mean occupancy: the bound assumes every step full, while the drain at the end is not."""
+    pending, in_play, loop_steps, occupied = list(steps)[::-1], [], 0, 0
+    while pending or in_play:
+        while pending and len(in_play) < capacity:
+            in_play.append(pending.pop())
+        loop_steps += 1
+        occupied += len(in_play)
+        in_play = [s - 1 for s in in_play if s > 1]
+    return loop_steps, occupied / (loop_steps * capacity)
+
+
+def step_profile(attack, chunks, capacity, device):
+    """Batch size and wall time of every step of one streamed run (a forward pre-hook marks each step's start):
+    the least full step measures the loop's own cost per step, the rest is the drain once the source is dry."""
+    marks = []
+    hook = attack.model.register_forward_pre_hook(lambda module, inputs: marks.append((len(inputs[0]), time.perf_counter())))
+    try:
         sync(device)
         start = time.perf_counter()
-        fn()
+        attack.stream(chunks(), capacity=capacity)
         sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        end = time.perf_counter()
+    finally:
+        hook.remove()
+    starts = [t for _, t in marks] + [end]
+    steps = [(size, starts[i + 1] - starts[i]) for i, (size, _) in enumerate(marks)]
+    full = [seconds for size, seconds in steps if size == capacity]
+    return {"steps": len(steps), "full_steps": len(full), "full_step_s": min(full) if full else None,
+            "drain_s": sum(seconds for size, seconds in steps if size < capacity), "total_s": end - start}
 
 
-def forward_backward(model, images, labels):
-    """One pass of the bound, in the attack's own layout, so the ratio measures the attack's bookkeeping."""
-    x = images.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), labels, reduction="sum")
-    torch.autograd.grad(loss, x)
+def attack_figures(model, args, device):
+    """Continuous batching, one batch, one by one, a plain loop, mining and the network's own fwd+bwd, timed
+    together. The per-image paths run on the first N images; mining runs on more (``--mining-batches``), as
+    a data set is mined, so that the drain at its end weighs as little as it does in training."""
+    batch = args.batch
+    images, _ = synth_tensors(max(args.stream_batches, args.mining_batches) * batch, "test", model.input_spec, seed=1)
+    images = images.to(device)
+    with torch.no_grad():
+        labels = torch.cat([model(images[i: i + batch]).argmax(1) for i in range(0, len(images), batch)])
+    config = AttackConfig(max_points=args.max_points, autocast=args.autocast)
+    attack, method = PointAttack(model, config), PasmRegions(model, config)
+    n, m = args.stream_batches * batch, args.mining_batches * batch
+
+    def chunks(count):
+        return [(images[i: min(i + batch, count)], labels[i: min(i + batch, count)]) for i in range(0, count, batch)]
+
+    def plain(count=n):
+        for i in range(count):
+            plain_loop(model, images[i: i + 1], labels[i: i + 1], args.max_points, args.autocast)
+
+    one_by_one = OneByOne(attack, images[:n], labels[:n], device)
+    fwd_bwd_batch = Passes(lambda: forward_backward(model, images[:batch], labels[:batch], args.autocast), device)
+    fwd_bwd_one = Passes(lambda: forward_backward(model, images[:1], labels[:1], args.autocast), device)
+    seconds = timed_together({
+        "stream": lambda: attack.stream(chunks(n), capacity=batch),
+        "mining": lambda: locate_all(method, chunks(m), batch),
+        "single_batch": lambda: attack(images[:batch], labels[:batch]),
+        "one_by_one": one_by_one,
+        "plain_loop": plain,
+        "fwd_bwd_batch": fwd_bwd_batch,
+        "fwd_bwd_one": fwd_bwd_one,
+    }, device, args.repeats, warmups={"one_by_one": one_by_one.warm, "plain_loop": lambda: plain(2)})
+    seconds.update(one_by_one=one_by_one.seconds(), fwd_bwd_batch=fwd_bwd_batch.least, fwd_bwd_one=fwd_bwd_one.least)
+    streamed, mined = attack.stream(chunks(n), capacity=batch), locate_all(method, chunks(m), batch)[1]
+    report = ratios(seconds, one_by_one.seconds(batch), streamed, mined, batch)
+    return {**report, **drain_figures(step_profile(attack, lambda: chunks(m), batch, device), seconds["fwd_bwd_batch"])}
+
+
+def drain_figures(profile, fwd_bwd_batch_s):
+    """Where mining's time over the bound goes: each full step's own cost, and the drain at the end."""
+    full = profile["full_step_s"]
+    return {"mining_profile": profile,
+            "full_step_over_fwd_bwd": full / fwd_bwd_batch_s if full else None,
+            "drain_share": profile["drain_s"] / profile["total_s"]}
+
+
+def ratios(seconds, one_by_one_first_batch_s, streamed, mined, batch):
+    """The report's figures from the measured times and the results (points used per image)."""
+    n, fwd_bwd_share = len(streamed), seconds["fwd_bwd_batch"] / batch
+    fwd_bwd_speedup = batch * seconds["fwd_bwd_one"] / seconds["fwd_bwd_batch"]
+    speedup = seconds["one_by_one"] / seconds["stream"]
+    image_steps = mined.num_points + 1  # points used, plus the forward that saw the flip or the budget's end
+    bound_s = float(image_steps.sum()) * fwd_bwd_share
+    loop_steps, occupancy = stream_schedule(image_steps.tolist(), batch)
+    flipped = streamed.flipped
+    return {
+        "images": n, "stream_capacity": batch,
+        "stream_images_per_s": n / seconds["stream"],
+        "one_by_one_images_per_s": n / seconds["one_by_one"],
+        "speedup": speedup,
+        "single_batch_images_per_s": batch / seconds["single_batch"],
+        "single_batch_speedup": one_by_one_first_batch_s / seconds["single_batch"],
+        "fwd_bwd_batching_speedup": fwd_bwd_speedup,
+        "speedup_share_of_fwd_bwd": speedup / fwd_bwd_speedup,
+        "speedup_share_target": SPEEDUP_SHARE_TARGET,
+        "stream_overhead_vs_points_used": seconds["stream"] / (float((streamed.num_points + 1).sum()) * fwd_bwd_share),
+        "mining_images": len(mined),
+        "bound": "sum over the mined images of (points used + 1) x fwd_bwd_batch_s / stream_capacity",
+        "bound_s": bound_s,
+        "mining_s": seconds["mining"],
+        "mining_overhead_vs_points_used": seconds["mining"] / bound_s,
+        "mining_overhead_target": MINING_OVERHEAD_TARGET,
+        "mining_steps": loop_steps,
+        "ideal_steps": float(image_steps.sum()) / batch,
+        "mining_mean_occupancy": occupancy,
+        "fwd_bwd_batch_s": seconds["fwd_bwd_batch"],
+        "fwd_bwd_one_image_s": seconds["fwd_bwd_one"],
+        "mean_points_used": float(streamed.num_points.float().mean()),
+        "flip_rate": float(flipped.float().mean()),
+        "mean_points_to_flip": float(streamed.points_to_flip[flipped].float().mean()) if flipped.any() else None,
+        "plain_loop_images_per_s": n / seconds["plain_loop"],
+        "speedup_vs_plain_loop": seconds["plain_loop"] / seconds["stream"],
+        "one_by_one_vs_plain_loop": seconds["one_by_one"] / seconds["plain_loop"],
+    }
 
 
 def changed_locations(adversarial, images):
@@ -96,79 +294,177 @@ def run_peer(model, images, labels, config_points):
     }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pasm bench attack", description=__doc__.splitlines()[0])
+def peer_figures(model, args, device):
+    """JSMA and PASM on the same few images (JSMA is far too slow for the stream's N)."""
+    images, _ = synth_tensors(args.peer_images, "test", model.input_spec, seed=1)
+    images = images.to(device)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    attack = PointAttack(model, AttackConfig(max_points=args.max_points, autocast=args.autocast))
+    result = attack(images, labels)
+    seconds = timed_together({"pasm": lambda: attack(images, labels)}, device, args.repeats)["pasm"]
+    peer = run_peer(model, images, labels, args.max_points)
+    peer["pasm_on_same_images"] = {
+        "images_per_s": len(images) / seconds,
+        "success_rate": float(result.flipped.float().mean()),
+        "mean_points": float(result.points_to_flip[result.flipped].float().mean()) if result.flipped.any() else None,
+    }
+    return peer
+
+
+# -------------------------------------------------------------------------------------------- memory
+
+
+def synthetic_batches(count, batch, size, device, seed=0):
+    """``count`` random uint8 images in batches, made one batch at a time: the data set never exists whole."""
+    for start in range(0, count, batch):
+        generator = torch.Generator().manual_seed(seed + start)
+        images = torch.randint(0, 256, (min(batch, count - start), 3, size, size), dtype=torch.uint8, generator=generator)
+        yield images.to(device).float().div_(255), None
+
+
+def rss_mb():
+    """Resident memory now (/proc/self/statm), which unlike ru_maxrss can go down."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """Samples the resident memory every few milliseconds while the block runs. ru_maxrss cannot serve: it is
+    the process's peak since it started, and importing torch alone (its CUDA libraries) peaks higher than mining."""
+
+    def __init__(self, every_s=0.005):
+        self.every_s, self.peak, self.done = every_s, 0.0, threading.Event()
+
+    def __enter__(self):
+        self.peak = rss_mb()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+    def _sample(self):
+        while not self.done.wait(self.every_s):
+            self.peak = max(self.peak, rss_mb())
+
+
+def tiny_model(size):
+    """An untrained net of a few thousand weights: what mining holds in memory is the loop's bookkeeping and the
+    results, which do not depend on the network, while a real network's time would only slow the check down."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
+                         nn.Linear(8 * (size // 4) ** 2, 7))
+
+
+def mining_memory(images, batch, size, max_points, device_name):
+    """Mine ``images`` synthetic images with a tiny untrained model in this (fresh) process; its memory figures.
+    One thread: memory does not depend on it, and on a shared 2-core machine a second thread made the
+    tiny model's many small operations about 10x slower."""
+    torch.set_num_threads(1)
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    model = tiny_model(size).to(device).eval().requires_grad_(False)
+    method = PasmRegions(model, AttackConfig(max_points=max_points))
+    locate_all(method, synthetic_batches(2 * batch, batch, size, device, seed=-10**6), batch)  # warm-up: allocators, kernels
+    gc.collect()
+    before = rss_mb()
+    start = time.perf_counter()
+    with PeakRss() as peak:
+        regions, result = locate_all(method, synthetic_batches(images, batch, size, device), batch)
+    seconds = time.perf_counter() - start
+    kept = [t for t in vars(result).values() if isinstance(t, torch.Tensor)]
+    return {
+        "images": images, "seconds": seconds,
+        "rss_before_mb": before,
+        "rss_peak_mb": peak.peak,
+        "rss_growth_mb": peak.peak - before,
+        "rss_after_mb": rss_mb(),
+        "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "regions_bytes": regions.nelement() * regions.element_size(),
+        "attack_result_bytes": sum(t.nelement() * t.element_size() for t in kept),
+        "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "mean_points_used": float(result.num_points.float().mean()),
+    }
+
+
+def in_fresh_process(fn, *args):
+    """Run ``fn`` in a new interpreter (spawn), so its peak RSS is its own, not this process's history."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def count_name(n):
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def memory_figures(args):
+    """Peak RSS of mining M and 4M images, each in its own fresh process: mining should not grow with the data set."""
+    runs = [in_fresh_process(mining_memory, n, args.memory_batch, args.memory_size, args.memory_points, args.device)
+            for n in (args.memory_images, 4 * args.memory_images)]
+    small, large = runs
+    figures = {}
+    for run in runs:
+        name = count_name(run["images"])
+        figures.update({f"rss_mining_{name}_mb": run["rss_peak_mb"], f"rss_growth_{name}_mb": run["rss_growth_mb"],
+                        f"regions_bytes_{name}": run["regions_bytes"], f"attack_result_bytes_{name}": run["attack_result_bytes"]})
+    figures["rss_mining_peak_ratio"] = large["rss_peak_mb"] / small["rss_peak_mb"]
+    figures["memory"] = {"what": "a fresh interpreter per size mines synthetic uint8 images (made batch by batch) "
+                                 "with a tiny untrained net through pasm.mining.locate_all (boxes)",
+                         "size": args.memory_size, "capacity": args.memory_batch, "max_points": args.memory_points,
+                         "runs": runs}
+    return figures
+
+
+# -------------------------------------------------------------------------------------------- command
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.attack", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="the batch, and the stream's capacity")
+    parser.add_argument("--stream-batches", type=int, default=4, help="N = this many batches' worth of images, for the speed-up")
+    parser.add_argument("--mining-batches", type=int, default=16, help="mining (the bound's figure) mines this many batches' worth")
     parser.add_argument("--max-points", type=int, default=20)
     parser.add_argument("--checkpoint", help="use this teacher instead of a quickly trained one")
     parser.add_argument("--train-images", type=int, default=1400)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-images", type=int, default=2, help="JSMA is slow (a pairwise saliency map per step): it runs on this many images (0: skip)")
-    parser.add_argument("--autocast", action="store_true")
+    parser.add_argument("--memory-images", type=int, default=10000, help="mine this many and 4x as many synthetic images for the memory figures (0: skip)")
+    parser.add_argument("--memory-size", type=int, default=32)
+    parser.add_argument("--memory-batch", type=int, default=256)
+    parser.add_argument("--memory-points", type=int, default=3)
+    parser.add_argument("--autocast", action="store_true", help="bf16/fp16 autocast, as AttackConfig(autocast=True)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
+    for option in ("batch", "stream_batches", "mining_batches", "max_points", "repeats", "size", "memory_batch", "memory_size", "memory_points"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    return args
 
-    device = torch.device(args.device)
-    spec = default_input_spec(args.arch, size=args.size)
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, device=device).model
-        spec = model.input_spec
-    else:
-        model = quick_teacher(args.arch, spec, args.train_images, args.epochs, device)
-    model.to(device).eval()
-    images, _ = synth_tensors(args.batch, "test", spec, seed=1)
-    images = images.to(device)
-    with torch.no_grad():
-        labels = model(images).argmax(1)  # attack the teacher's own predictions, as on unlabelled faces
-    attack = PointAttack(model, AttackConfig(max_points=args.max_points, autocast=args.autocast))
 
-    batched_s = timed(lambda: attack(images, labels), device, args.repeats)
-    result = attack(images, labels)
-    one_by_one_s = timed(lambda: [attack(images[i: i + 1], labels[i: i + 1]) for i in range(len(images))], device, args.repeats)
-    fwd_bwd_s = timed(lambda: forward_backward(model, images, labels), device, max(args.repeats, 5))
-    fwd_bwd_one_s = timed(lambda: forward_backward(model, images[:1], labels[:1]), device, max(args.repeats, 5))
-    steps = int(result.num_points.max())  # passes the batched loop made with gradients
-    image_steps = float(result.num_points.float().mean())  # passes each image needed, on average
-    report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
-        + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-        "device": str(device), "arch": args.arch, "size": spec.size, "batch": len(images), "max_points": args.max_points,
-        "batched_images_per_s": len(images) / batched_s,
-        "per_sample_images_per_s": len(images) / one_by_one_s,
-        "speedup": one_by_one_s / batched_s,
-        # what batching buys the network itself: one image's forward + backward against its share of the batch's
-        "fwd_bwd_batching_speedup": len(images) * fwd_bwd_one_s / fwd_bwd_s,
-        "fwd_bwd_batch_s": fwd_bwd_s,
-        "fwd_bwd_one_image_s": fwd_bwd_one_s,
-        "attack_steps": steps,
-        "overhead_vs_fwd_bwd": batched_s / (steps * fwd_bwd_s),
-        # the tighter bound: each image pays only for the points it used (images leave once they flip)
-        "mean_points_used": image_steps,
-        "overhead_vs_points_used": batched_s / (image_steps * fwd_bwd_s),
-        "flip_rate": float(result.flipped.float().mean()),
-        "mean_points_to_flip": float(result.points_to_flip[result.flipped].float().mean()) if result.flipped.any() else None,
-    }
-    if args.peer_images:
-        n = min(args.peer_images, len(images))
-        pasm_peer = attack(images[:n], labels[:n])
-        pasm_s = timed(lambda: attack(images[:n], labels[:n]), device, args.repeats)
-        report["peer"] = run_peer(model, images[:n], labels[:n], args.max_points)
-        report["peer"]["pasm_on_same_images"] = {
-            "images_per_s": n / pasm_s,
-            "success_rate": float(pasm_peer.flipped.float().mean()),
-            "mean_points": float(pasm_peer.points_to_flip[pasm_peer.flipped].float().mean()) if pasm_peer.flipped.any() else None,
-        }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        from pasm.fileio import write_text
-
-        write_text(args.json, text + "\n")
+def main(argv=None):
+    args = parse(argv)
+    device = device_or_exit(args.device)
+    try:
+        model = teacher(args, device)
+        report = {"date": now(), "machine": machine(device), "device": str(device), "arch": model.arch,
+                  "size": model.input_spec.size, "batch": args.batch, "max_points": args.max_points,
+                  "autocast": args.autocast, "repeats": args.repeats}
+        report.update(attack_figures(model, args, device))
+        if args.peer_images:
+            report["peer"] = peer_figures(model, args, device)
+        if args.memory_images:
+            report.update(memory_figures(args))
+    except PasmError as e:
+        raise SystemExit(f"error: {e}") from None
+    write_report(report, args.json)
     return report
 
 

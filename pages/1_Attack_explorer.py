@@ -1,12 +1,14 @@
 """Attack explorer: one face, the teacher's point attack on it, and PASM's erasing beside random and
 attention erasing at the same area."""
+import importlib
+
 import streamlit as st
 
+from pasm import explorer
 from pasm.attack import FLIP_CAP_FRACTION, flip_cap
-from pasm.errors import PasmError
 from pasm.faces import REGIONS, align_face
 from pasm.options import FILLS, STRATEGIES
-from ui import analysis, figures, state
+from ui import state
 
 st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
@@ -34,8 +36,8 @@ def choose_face(photo, found, digest):
     else:
         st.warning("No face found in this image.")
         index = -1 if st.checkbox("Use the whole image (its centre square) instead", key="explorer_whole") else None
-    st.plotly_chart(figures.photo_faces(photo, [f.box for f in found], [f.score for f in found],
-                                        chosen=index if index is not None else -1))
+    st.plotly_chart(state.photo_faces(digest, [f.box for f in found], [f.score for f in found],
+                                      index if index is not None else -1, photo))
     return index
 
 
@@ -57,7 +59,7 @@ def settings_form(input_size):
         adaptive = right.checkbox("Adaptive region size", help="Window side from the spread of the points.")
         fill = right.selectbox("Fill", FILLS, index=FILLS.index("mean"), help="What the erased region is filled with.")
         run = st.form_submit_button("Run attack", type="primary")
-    settings = analysis.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
+    settings = explorer.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
     return settings, run
 
 
@@ -75,66 +77,96 @@ def show_summary(result):
 
 def comparison_captions(result):
     captions = {}
-    for name in analysis.ERASINGS:
+    for name in explorer.ERASINGS:
         entry = result["report"]["erasing"][name]
         captions[name] = f"{name}: teacher says {entry['prediction']['label']}, drop {entry['confidence_drop']:+.2f}"
     return captions
 
 
-def result_figures(result):
-    """The result's figures and PNG, built once and kept with it: a rerun for any other widget re-sends
-    them without rebuilding (plotly's subplot figures take a noticeable part of a second)."""
-    if "figures" not in result:
-        report, crop, classes = result["report"], result["crop"], result["classes"]
-        points, captions = report["points_crop"], comparison_captions(result)
-        result["figures"] = {
-            "points": figures.attack_points(crop, points, report["point_scores"], report["trajectory"], classes),
-            "trajectory": figures.trajectory(report["trajectory"], classes,
-                                             attacked=classes.index(report["prediction"]["label"])),
-            "region": figures.region_and_erased(crop, report["region"]["box"], result["erased"]["pasm"], points),
-            "comparison": figures.erasing_comparison(crop, result["masks"], result["erased"], captions),
-            "maps": figures.attribution_maps(crop, result["maps"]),
-            "regions": figures.region_counts(result["point_regions"], REGIONS)
-            if result["point_regions"] is not None else None,
-        }
-        result["png"] = figures.comparison_png(crop, result["masks"], result["erased"], captions)
-    return result["figures"]
+def view_title(text):
+    """The title over a view shown as plain images, as a plotly figure's title reads."""
+    st.markdown(f"**{text}**")
 
 
-def show_attack(shown):
+def show_attack(result):
+    report, crop, classes = result["report"], result["crop"], result["classes"]
     left, right = st.columns(2)
-    left.plotly_chart(shown["points"])
-    right.plotly_chart(shown["trajectory"])
-    st.plotly_chart(shown["region"])
+    left.plotly_chart(state.attack_points(crop, report["points_crop"], report["point_scores"], report["trajectory"],
+                                          classes))
+    right.plotly_chart(state.trajectory(report["trajectory"], classes,
+                                        attacked=classes.index(report["prediction"]["label"])))
+    view_title("Located region and the erased face")
+    st.image(state.region_images(crop, report["region"]["box"], result["erased"]["pasm"], report["points_crop"]),
+             caption=["located region (box over the points)", "erased face"], output_format="PNG")
 
 
-def show_comparison(shown, result):
-    st.plotly_chart(shown["comparison"])
-    st.dataframe(analysis.erasing_rows(result), hide_index=True, width="stretch")
+def show_comparison(result):
+    view_title("PASM, random and attention erasing at the same area")
+    images = state.comparison_images(result["crop"], result["masks"], result["erased"])
+    captions = comparison_captions(result)
+    st.image(images["masks"], caption=[captions[n] for n in result["masks"]], output_format="PNG")
+    st.image(images["erased"], caption=[f"{n}: erased" for n in result["masks"]], output_format="PNG")
+    st.dataframe(explorer.erasing_rows(result), hide_index=True, width="stretch")
     st.caption("Confidence drop: how much probability the originally predicted class lost after erasing; "
                "a more informative region costs more.")
 
 
-def show_references(shown):
+def show_references(result):
     maps, regions = st.columns(2)
     with maps:
-        st.plotly_chart(shown["maps"])
-        st.caption("Captum Grad-CAM at the last convolutional block and vanilla gradient saliency, for reference.")
+        view_title("Where the teacher looks (for reference)")
+        st.image(state.attribution_images(result["crop"], result["maps"]), caption=list(result["maps"]),
+                 output_format="PNG")
+        st.caption("Captum Grad-CAM at the last convolutional block and vanilla gradient saliency, for reference; "
+                   "colour from 0 (black) through purple and orange to each map's maximum (pale yellow).")
     with regions:
-        if shown["regions"] is None:
+        if result["point_regions"] is None:
             st.info("The face mesh found no face in the crop, so the points cannot be given region names.")
         else:
-            st.plotly_chart(shown["regions"])
+            st.plotly_chart(state.region_counts(result["point_regions"], REGIONS))
             st.caption("Regions from the mediapipe face mesh on the aligned crop (pasm.faces.region_map).")
 
 
 def show_downloads(result, image_name, models):
+    """Downloads leave the page as it is (``on_click="ignore"``): saving a file needs no rerun."""
+    if "png" not in result:
+        result["png"] = state.comparison_png(result["crop"], result["masks"], result["erased"],
+                                             comparison_captions(result))
     left, right = st.columns(2)
-    left.download_button("Download the result (JSON)", analysis.result_json(
+    left.download_button("Download the result (JSON)", explorer.result_json(
         result, image_name, models.teacher.path, models.student.path if models.student else None),
-        file_name="pasm_attack.json", mime="application/json")
+        file_name="pasm_attack.json", mime="application/json", on_click="ignore")
     right.download_button("Download the comparison (PNG)", result["png"], file_name="pasm_comparison.png",
-                          mime="image/png")
+                          mime="image/png", on_click="ignore")
+
+
+def prepare_table():
+    """st.dataframe needs pandas, whose first import takes half a second or more (once per server process): it is
+    imported while the person looks at the face and sets the attack, not after the click that asks for the table."""
+    importlib.import_module("pandas")
+
+
+@st.fragment
+def attack_and_results(models, aligned, region_map, digest, index, image_name):
+    """The settings form and what the attack shows. A fragment: pressing **Run attack** reruns only this part,
+    so the photo, the crop and the predictions above stay as they are, neither recomputed nor redrawn."""
+    settings, run = settings_form(models.teacher.model.input_spec.size)
+    key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
+           tuple(settings.to_dict().items()))
+    results = state.session_results("explorer")
+    if run and key not in results:
+        with state.stop_on_error():
+            results[key] = explorer.analyse_face(models.teacher, aligned, settings, student=models.student,
+                                                 region_map=region_map, device=models.device)
+    result = results.get(key)
+    if result is None:
+        st.info("Choose the attack settings and press **Run attack**.")
+        return
+    show_summary(result)
+    show_attack(result)
+    show_comparison(result)
+    show_references(result)
+    show_downloads(result, image_name, models)
 
 
 st.title("Attack explorer")
@@ -149,11 +181,8 @@ data, image_name = choose_image()
 if data is None:
     st.info("Upload a photo (jpg, png, webp, bmp), take one with the camera, or use the sample photo.")
     st.stop()
-try:
+with state.stop_on_error():
     photo = state.load_photo(data, image_name)
-except PasmError as e:
-    state.show_error(e)
-    st.stop()
 
 digest = state.image_digest(data)
 found = state.detect_faces(digest, photo)
@@ -166,32 +195,12 @@ face = found[index] if index >= 0 else None
 aligned = align_face(photo, face, models.teacher.model.input_spec.size)
 region_map = state.face_region_map(digest, index, photo, face)  # cached; ready before the attack is asked for
 with crop_column:
-    st.plotly_chart(figures.picture(analysis.model_view(models.teacher, aligned.crop),
-                                    title="Aligned crop (what the teacher sees)", height=300))
-    predictions = {"teacher": analysis.predict(models.teacher, aligned.crop, models.device)}
+    st.plotly_chart(state.picture(explorer.model_view(models.teacher, aligned.crop),
+                                  title="Aligned crop (what the teacher sees)", height=300))
+    predictions = {"teacher": explorer.predict(models.teacher, aligned.crop, models.device)}
     if models.student is not None:
-        predictions["student"] = analysis.predict(models.student, aligned.crop, models.device)
-    st.plotly_chart(figures.prediction_bars(predictions))
+        predictions["student"] = explorer.predict(models.student, aligned.crop, models.device)
+    st.plotly_chart(state.prediction_bars(predictions))
 
-settings, run = settings_form(models.teacher.model.input_spec.size)
-key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
-       tuple(settings.to_dict().items()))
-results = state.session_results("explorer")
-if run and key not in results:
-    try:
-        results[key] = analysis.analyse_face(models.teacher, aligned, settings, student=models.student,
-                                             region_map=region_map, device=models.device)
-    except PasmError as e:
-        state.show_error(e)
-        st.stop()
-result = results.get(key)
-if result is None:
-    st.info("Choose the attack settings and press **Run attack**.")
-    st.stop()
-
-shown = result_figures(result)
-show_summary(result)
-show_attack(shown)
-show_comparison(shown, result)
-show_references(shown)
-show_downloads(result, image_name, models)
+prepare_table()
+attack_and_results(models, aligned, region_map, digest, index, image_name)

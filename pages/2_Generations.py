@@ -7,11 +7,12 @@ regions between consecutive generations and the run's accuracy across generation
 import streamlit as st
 
 from pasm.errors import PasmError
+from pasm.explorer import AttackSettings
 from pasm.faces import align_face
-from pasm.mining import RegionConfig
 from pasm.options import STRATEGIES
-from ui import figures, state
-from ui.analysis import AttackSettings
+from pasm.report import compare_generations, dataset_faces
+from pasm.runs import display_path, find_runs, per_class_accuracies, read_run, runs_root
+from ui import attack_figures, run_figures, state
 
 st.set_page_config(page_title="Generations · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
@@ -21,7 +22,7 @@ MAX_DATA_FACES = 6
 
 def choose_run(root):
     """A run directory whose summary names at least one generation; None when there is none."""
-    runs = [state.read_run(path) for path in state.find_runs(root)]
+    runs = [read_run(path) for path in find_runs(root)]
     for run in runs:
         for error in run.errors:
             st.error(error, icon=":material/error:")
@@ -30,7 +31,7 @@ def choose_run(root):
         st.info(f"No run with finished generations in `{root}` yet: train one on the Train page "
                 "(or the demo on the Home page); generations appear once the run writes summary.json.")
         return None
-    labels = [state.checkpoint_label(run.path, root) for run in runs]
+    labels = [display_path(run.path, root) for run in runs]
     chosen = st.selectbox("Run", range(len(runs)), format_func=labels.__getitem__, key="generations_run")
     return runs[chosen]
 
@@ -75,7 +76,7 @@ def choose_faces(run, size):
         st.error(f"{run.path / 'config.json'}: names no data set, so there are no test faces to use", icon=":material/error:")
         return None
     count = st.slider("How many test faces", 1, MAX_DATA_FACES, 3, key="generations_count")
-    faces, labels = state.dataset_faces(spec, count, size)
+    faces, labels = dataset_faces(spec, count, size)
     return f"{spec}:{count}", faces, labels
 
 
@@ -90,11 +91,11 @@ def settings_form():
 
 
 def show_comparison(results, labels):
-    st.plotly_chart(figures.generation_faces(results, labels))
+    st.plotly_chart(attack_figures.generation_faces(results, labels))
     st.caption("Point colours give the attack order (dark first, yellow last); the cyan box is the region PASM "
                "would erase. Hover a point for its number.")
     if len(results) > 1:
-        st.plotly_chart(figures.region_overlap(results))
+        st.plotly_chart(attack_figures.region_overlap(results))
         rows = []
         for previous, entry in zip(results, results[1:]):
             for face, (m, b) in enumerate(zip(entry["mask_iou"] or [], entry["box_iou"] or [])):
@@ -115,10 +116,10 @@ def show_class_mapping(run):
 def show_metrics(run):
     show_class_mapping(run)
     curves, classes = st.columns(2)
-    curves.plotly_chart(figures.generation_curves(run.generations))
-    per_class = state.per_class_accuracies(run)
+    curves.plotly_chart(run_figures.generation_curves(run.generations))
+    per_class = per_class_accuracies(run)
     if per_class:
-        classes.plotly_chart(figures.per_class_accuracy(per_class))
+        classes.plotly_chart(run_figures.per_class_accuracy(per_class))
 
 
 def compare(run, entries, checkpoints, device):
@@ -133,9 +134,8 @@ def compare(run, entries, checkpoints, device):
     store = state.session_results("generations")
     if clicked and key not in store:
         with st.spinner(f"Attacking {len(faces)} face(s) with {len(checkpoints)} generation(s)…"):
-            store[key] = state.compare_generations(
-                checkpoints, faces, settings.attack_config(),
-                RegionConfig(strategy=settings.strategy, area=settings.area), device=device,
+            store[key] = compare_generations(
+                checkpoints, faces, settings.attack_config(), settings.region_config(), device=device,
                 indices=[entry["index"] for entry in entries])
     if key in store:
         show_comparison(store[key], labels)
@@ -143,17 +143,15 @@ def compare(run, entries, checkpoints, device):
         st.info("Press **Compare generations** to attack these faces with every generation.")
 
 
-root = state.runs_root()
+root = runs_root()
 st.title("Generations")
-device = state.default_device()
+device = state.app_device()
 run = choose_run(root)
 if run is not None:
-    try:
+    with state.stop_on_error():
         entries, checkpoints = load_generations(run, device)
         st.subheader("Test results per generation")
         show_metrics(run)
         st.subheader("The same faces through every generation")
         if checkpoints:
             compare(run, entries, checkpoints, device)
-    except PasmError as e:
-        state.show_error(e)

@@ -1,20 +1,23 @@
 """Data set atlas: where the teacher's attack points land over many faces of a data set, per class."""
 import streamlit as st
 
+from pasm.atlas import GRID_REGIONS, LAYOUT_GRID, LAYOUT_MESH, LAYOUT_SYNTH, label_map, map_dataset
 from pasm.data import open_dataset
 from pasm.data.transforms import eval_transform
 from pasm.errors import PasmError
 from pasm.faces import REGIONS
-from ui import analysis, figures, state
+from pasm.report import sample_indices
+from pasm.runs import runs_root
+from ui import atlas_figures, state
 
 st.set_page_config(page_title="Data set atlas · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
 LAYOUT_NOTES = {
-    analysis.LAYOUT_SYNTH: ("SynthFER's fixed face layout", "the generator draws every face with the same geometry, "
-                            "up to a small pose jitter, so no face mesh is needed"),
-    analysis.LAYOUT_MESH: ("the mediapipe face mesh", "on each image, upscaled"),
-    analysis.LAYOUT_GRID: ("a coarse thirds grid", "where the face mesh found no face: upper third brows/eyes, "
-                           "middle nose, lower mouth"),
+    LAYOUT_SYNTH: ("SynthFER's fixed face layout", "the generator draws every face with the same geometry, "
+                   "up to a small pose jitter, so no face mesh is needed"),
+    LAYOUT_MESH: ("the mediapipe face mesh", "on each image, upscaled"),
+    LAYOUT_GRID: ("a coarse thirds grid", "where the face mesh found no face: upper third brows/eyes, "
+                  "middle nose, lower mouth"),
 }
 
 
@@ -47,16 +50,16 @@ def map_points(teacher, device, spec, split, count, max_points):
     except PasmError as e:
         state.show_error(e)
         return None
-    indices = analysis.sample_indices(len(dataset), count)
+    indices = sample_indices(len(dataset), count)
     if not indices:
         st.error(f"{spec}: split {split!r} has no images", icon=":material/error:")
         return None
-    labels, mapping = analysis.label_map(dataset.classes, teacher.classes)
+    labels, mapping = label_map(dataset.classes, teacher.classes)
     bar = st.progress(0.0, text="Attacking…")
     atlas = None
     try:
-        for atlas, done in analysis.map_dataset(teacher, dataset, indices, max_points, labels=labels,
-                                                synth=spec.startswith("synth:"), device=device):
+        for atlas, done in map_dataset(teacher, dataset, indices, max_points, labels=labels,
+                                       synth=spec.startswith("synth:"), device=device):
             bar.progress(done / len(indices), text=f"{done} / {len(indices)} faces attacked")
     except PasmError as e:
         state.show_error(e)
@@ -85,14 +88,14 @@ def show_atlas(result):
                    "Rows use the teacher's names.")
     left, right = st.columns([2, 3])
     with left:
-        st.plotly_chart(figures.density_map(atlas.density(), atlas.mean_face(),
+        st.plotly_chart(atlas_figures.density_map(atlas.density(), atlas.mean_face(),
                                             title="Point density, all classes"))
     with right:
         shares = atlas.shares()
-        order = [r for r in dict.fromkeys((*REGIONS, *analysis.GRID_REGIONS)) if any(r in s for s in shares.values())]
-        st.plotly_chart(figures.region_shares(shares, order))
+        order = [r for r in dict.fromkeys((*REGIONS, *GRID_REGIONS)) if any(r in s for s in shares.values())]
+        st.plotly_chart(atlas_figures.region_shares(shares, order))
     present = [i for i, n in enumerate(atlas.faces) if n]
-    st.plotly_chart(figures.class_density_maps({atlas.classes[i]: atlas.density(i) for i in present},
+    st.plotly_chart(atlas_figures.class_density_maps({atlas.classes[i]: atlas.density(i) for i in present},
                                                {atlas.classes[i]: atlas.mean_face(i) for i in present}))
     st.dataframe(atlas.class_rows(), hide_index=True, width="stretch")
 
@@ -105,7 +108,7 @@ if models.teacher is None:
     st.info("Choose a teacher in the sidebar, or get one on the Home page, to map its attack points.")
     st.stop()
 
-choice = choose_data(state.runs_root())
+choice = choose_data(runs_root())
 if choice is None:
     st.stop()
 run = st.button("Map attack points", type="primary")

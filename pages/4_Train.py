@@ -9,10 +9,12 @@ from dataclasses import fields
 import streamlit as st
 
 from pasm import jobs
+from pasm.checkpoint_store import find_checkpoints, summary_line
 from pasm.cli import train_command
 from pasm.errors import PasmError
 from pasm.evaluate import default_split
 from pasm.options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from pasm.runs import display_path, runs_root
 from pasm.train import TrainConfig
 from ui import jobs_view, state
 
@@ -31,7 +33,7 @@ def teacher_metadata(path):
     if "error" in info:
         raise PasmError("teacher", info["error"])
     if info["meta"] is None:
-        raise PasmError(state.checkpoint_label(path), "has no pasm metadata, so a run cannot adopt it as its teacher; "
+        raise PasmError(display_path(path), "has no pasm metadata, so a run cannot adopt it as its teacher; "
                                                       "add it with the sidebar's 'Add a checkpoint file' first")
     return info["meta"]
 
@@ -46,12 +48,12 @@ def teacher_picker(root, sidebar_teacher):
     teacher). Outside the form, so that a pick redraws the form with the teacher's architecture and input size.
 
     Returns (path or "", metadata); the metadata is None without a teacher or for one that cannot be adopted."""
-    paths = ["", *(str(p) for p in state.find_checkpoints(root))]
+    paths = ["", *(str(p) for p in find_checkpoints(root))]
     if st.session_state.get(TEACHER_PICK) not in paths:
         st.session_state[TEACHER_PICK] = ""
     pick, use = st.columns([3, 1], vertical_alignment="bottom")
     path = pick.selectbox("Teacher (generation 0)", paths, key=TEACHER_PICK,
-                          format_func=lambda p: state.checkpoint_label(p, root) if p else "none: the run trains one",
+                          format_func=lambda p: display_path(p, root) if p else "none: the run trains one",
                           help="Adopt an existing checkpoint as generation 0 instead of training one, e.g. the "
                                "imported FER2013 teacher; the students are mined and distilled from it.")
     use.button("Use the sidebar's teacher", disabled=sidebar_teacher is None, on_click=use_teacher,
@@ -63,13 +65,16 @@ def teacher_picker(root, sidebar_teacher):
     except PasmError as e:
         state.show_error(e)
         return path, None
-    st.caption(f"Adopted as generation 0: {state.summary(meta)}. The run takes its architecture and input size.")
+    st.caption(f"Adopted as generation 0: {summary_line(meta)}. The run takes its architecture and input size.")
     return path, meta
 
 
 def choice(column, label, options, field, **kwargs):
-    """A selectbox starting at TrainConfig's default for ``field``."""
-    return column.selectbox(label, options, index=list(options).index(DEFAULTS[field]), **kwargs)
+    """A selectbox starting at TrainConfig's default for ``field``; a default of None (the architecture's choice)
+    starts blank and says so."""
+    default = DEFAULTS[field]
+    index = None if default is None else list(options).index(default)
+    return column.selectbox(label, options, index=index, placeholder="the architecture's", **kwargs)
 
 
 def model_fields(column, teacher_meta):
@@ -177,12 +182,12 @@ def start_job(name, options, launcher, root):
         if config.teacher:
             teacher_metadata(config.teacher)
         check_data(config)
-        run_dir = jobs.new_run_dir(name, root, reserved=state.NOT_RUNS).resolve()
+        run_dir = jobs.new_run_dir(name, root).resolve()
         job = jobs.launch(train_command(config, run_dir, **launcher), run_dir, root=root, cwd=state.REPO_ROOT)
     except PasmError as e:
         state.show_error(e)
         return
-    st.success(f"Started job {job.id} in `{state.checkpoint_label(job.run_dir, root.resolve())}`; "
+    st.success(f"Started job {job.id} in `{display_path(job.run_dir, root.resolve())}`; "
                "it runs in the background and shows below.")
 
 
@@ -202,7 +207,7 @@ def job_list(root):
         seen_runs.add(job.run_dir)
 
 
-root = state.runs_root()
+root = runs_root()
 st.title("Train")
 st.caption(f"Runs directory: `{root}` · a run writes config.json, status.json, metrics.jsonl, train.log and "
            "gen<g>.safetensors there; results appear on the Generations and Runs pages.")

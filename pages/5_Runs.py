@@ -5,8 +5,9 @@ import functools
 import streamlit as st
 
 from pasm import jobs
-from pasm.errors import PasmError
-from ui import figures, jobs_view, state
+from pasm.checkpoint_store import summary_line
+from pasm.runs import display_path, find_runs, generation_table, per_class_accuracies, read_run, runs_root
+from ui import jobs_view, run_figures, state
 
 st.set_page_config(page_title="Runs · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
 
@@ -15,7 +16,7 @@ def overview_row(run, root, job_states):
     accuracies = [g.get("test_accuracy") for g in run.generations if isinstance(g.get("test_accuracy"), (int, float))]
     config = run.config or {}
     return {
-        "run": state.checkpoint_label(run.path, root),
+        "run": display_path(run.path, root),
         "kind": "study" if run.is_study else "run",
         "state": job_states.get(run.path.resolve(), (run.status or {}).get("state", "-")),
         "data": config.get("data", (run.study or {}).get("data", "-")),
@@ -36,11 +37,11 @@ def show_generations(run):
     if not run.generations:
         st.info("No finished generation yet: summary.json appears when the first one is evaluated.")
         return
-    st.plotly_chart(figures.generation_curves(run.generations))
-    per_class = state.per_class_accuracies(run)
+    st.plotly_chart(run_figures.generation_curves(run.generations))
+    per_class = per_class_accuracies(run)
     if per_class:
-        st.plotly_chart(figures.per_class_accuracy(per_class))
-    st.dataframe(state.generation_table(run), hide_index=True, width="stretch")
+        st.plotly_chart(run_figures.per_class_accuracy(per_class))
+    st.dataframe(generation_table(run), hide_index=True, width="stretch")
 
 
 def show_confusions(run):
@@ -54,7 +55,7 @@ def show_confusions(run):
     shown = [(name, matrix) for name, (_, matrix) in zip(names, matrices) if name in chosen]
     for i, (name, matrix) in enumerate(shown):
         with columns[i % 2]:
-            st.plotly_chart(figures.confusion_matrix(matrix, run.classes, title=f"Confusion matrix, {name}"))
+            st.plotly_chart(run_figures.confusion_heatmap(matrix, run.classes, title=f"Confusion matrix, {name}"))
 
 
 def show_study(run):
@@ -89,7 +90,7 @@ def show_downloads(run):
             left.error(info["error"], icon=":material/error:")
         else:
             left.markdown(f"`{path.name}` · {path.stat().st_size / 2**20:.1f} MB"
-                          + (f" · {state.summary(info['meta'])}" if info["meta"] else " · no pasm metadata"))
+                          + (f" · {summary_line(info['meta'])}" if info["meta"] else " · no pasm metadata"))
         right.download_button("Download", functools.partial(path.read_bytes), file_name=path.name,
                               mime="application/octet-stream", on_click="ignore", key=f"download_{path}")
 
@@ -125,7 +126,7 @@ def show_run(run, root):
             show_study(run)
     with tabs["Training curves"]:
         if run.metrics:
-            st.plotly_chart(figures.training_curves(run.metrics))
+            st.plotly_chart(run_figures.training_curves(run.metrics))
         else:
             st.info("No metrics.jsonl lines yet.")
     with tabs["Generations"]:
@@ -136,18 +137,16 @@ def show_run(run, root):
         show_downloads(run)
 
 
-root = state.runs_root()
+root = runs_root()
 st.title("Runs")
-paths = state.find_runs(root)
+paths = find_runs(root)
 if not paths:
     st.info(f"No runs in `{root}` yet: start one on the Train page, or train the demo on the Home page.")
     st.stop()
-runs = [state.read_run(path) for path in paths]
+runs = [read_run(path) for path in paths]
 show_overview(runs, root)
-labels = [state.checkpoint_label(path, root) for path in paths]
+labels = [display_path(path, root) for path in paths]
 chosen = st.selectbox("Run or study", range(len(runs)), format_func=labels.__getitem__, key="runs_chosen")
 st.subheader(labels[chosen])
-try:
+with state.stop_on_error():
     show_run(runs[chosen], root)
-except PasmError as e:
-    state.show_error(e)

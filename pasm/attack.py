@@ -209,38 +209,81 @@ class PointAttack:
 
 
 class _Slots:
-    """The images in play, row by row: image, label, points so far, and where each result goes."""
+    """The images in play, row by row: image, label, points so far, and ``home``, its index in the source.
+
+    A row that leaves becomes a hole that the next image fills in place, so a step copies only the
+    newcomers instead of re-concatenating the whole batch; the batch is compacted only once the source
+    runs dry. A mask's rows are found once per step, since ``nonzero`` makes the host wait for the device.
+    """
+
+    FIELDS = ("x", "labels", "home", "step", "taken", "points", "scores")
 
     def __init__(self, max_points):
         self.k = max_points
-        self.x = self.labels = self.step = self.taken = self.points = self.scores = self.home = None
-        self.pending = None  # images and labels pulled from the source but not yet in play
+        self.x = self.labels = self.home = self.step = self.taken = self.points = self.scores = None
+        self.pending = None  # images, labels and homes pulled from the source but not yet in play
+        self.pending_unlabelled = False  # whether some of them have no label
+        self.holes = None  # rows that left at the last step, for refill to fill or compact away
+        self.unlabelled = False  # whether some row may still wait for the model's prediction as its label
+        self._rows = (None, None)  # the last mask given to ``rows`` and its row indices
 
     @property
     def count(self):
-        return 0 if self.x is None else len(self.x)
+        rows = 0 if self.x is None else len(self.x)
+        return rows - (0 if self.holes is None else len(self.holes))
+
+    def rows(self, mask):
+        """Indices of ``mask``'s rows; finish and drop ask for the same mask, so it is computed once."""
+        if self._rows[0] is not mask:
+            self._rows = (mask, mask.nonzero().squeeze(1))
+        return self._rows[1]
 
     def refill(self, source, results, capacity):
-        """Top the batch up to ``capacity`` from ``source``; the newcomers start at step 0."""
-        while self.count < capacity:
-            if self.pending is None or not len(self.pending[0]):
-                batch = next(source, None)
-                if batch is None:
-                    return
-                images, labels = batch
-                chunk = results.open_chunk(images, labels)
-                rows = torch.arange(len(images), device=images.device)
-                labels = torch.full((len(images),), -1, dtype=torch.long, device=images.device) if labels is None \
-                    else labels.to(images.device)
-                self.pending = (images.detach(), labels, torch.stack([torch.full_like(rows, chunk), rows], 1))
-            take = capacity - self.count
-            images, labels, home = (t[:take] for t in self.pending)
-            self.pending = tuple(t[take:] for t in self.pending)
-            self._append(images, labels, home)
+        """Fill the holes, then top the batch up to ``capacity`` from ``source``; the newcomers start at step 0."""
+        holes, self.holes, filled = self.holes, None, 0
+        holes = holes if holes is not None else torch.zeros(0, dtype=torch.long)
+        while True:
+            room = len(holes) - filled + capacity - (0 if self.x is None else len(self.x))
+            newcomers = self._pull(source, results, room) if room > 0 else None
+            if newcomers is None:
+                break
+            into = holes[filled: filled + len(newcomers[0])]
+            self._place(into, *(t[: len(into)] for t in newcomers))
+            filled += len(into)
+            if len(into) < len(newcomers[0]):
+                self._append(*(t[len(into):] for t in newcomers))
+        if filled < len(holes):
+            self._compact(holes[filled:])
+
+    def _pull(self, source, results, wanted):
+        """Up to ``wanted`` images (with labels and homes) from the current source batch, or the next; None when dry."""
+        if self.pending is None or not len(self.pending[0]):
+            batch = next(source, None)
+            if batch is None:
+                return None
+            images, labels = batch
+            start = results.open(images)
+            home = torch.arange(start, start + len(images), device=images.device)
+            if labels is None:
+                labels = torch.full((len(images),), -1, dtype=torch.long, device=images.device)
+            labels = labels.to(images.device)
+            self.pending, self.pending_unlabelled = (images.detach(), labels, home), bool((labels < 0).any())
+        self.unlabelled = self.unlabelled or self.pending_unlabelled
+        taken = tuple(t[:wanted] for t in self.pending)
+        self.pending = tuple(t[wanted:] for t in self.pending)
+        return taken
+
+    def _place(self, rows, images, labels, home):
+        """Newcomers into the rows that left, in place."""
+        if not len(rows):
+            return
+        self.x[rows] = images
+        self.labels[rows], self.home[rows], self.step[rows] = labels, home, 0
+        self.taken[rows], self.points[rows], self.scores[rows] = False, -1, float("nan")
 
     def _append(self, images, labels, home):
         n, (_, height, width) = len(images), images.shape[1:]
-        fresh = {"x": images.clone(), "labels": labels, "home": home,
+        fresh = {"x": images.clone(), "labels": labels.clone(), "home": home.clone(),  # rows are rewritten in place
                  "step": torch.zeros(n, dtype=torch.long, device=images.device),
                  "taken": torch.zeros(n, height * width, dtype=torch.bool, device=images.device),
                  "points": torch.full((n, self.k, 2), -1, dtype=torch.long, device=images.device),
@@ -249,78 +292,106 @@ class _Slots:
             current = getattr(self, name)
             setattr(self, name, value if current is None else torch.cat([current, value]))
 
+    def _compact(self, holes):
+        """The source ran dry: close the holes left over."""
+        keep = torch.ones(len(self.x), dtype=torch.bool, device=self.x.device)
+        keep[holes.to(self.x.device)] = False
+        index = keep.nonzero().squeeze(1)
+        for name in self.FIELDS:
+            setattr(self, name, getattr(self, name)[index])
+
     def adopt_predictions(self, logits):
         """Images without a label are attacked away from the model's prediction on the clean image."""
-        unlabelled = self.labels < 0
-        if unlabelled.any():
-            self.labels = torch.where(unlabelled, logits.argmax(1), self.labels)
+        if self.unlabelled:
+            self.labels = torch.where(self.labels < 0, logits.argmax(1), self.labels)
+            self.unlabelled = False
 
     def advance(self, rows, where, value, pushed):
         width = self.x.shape[-1]
         index = rows.nonzero().squeeze(1)
         step = self.step[index]
         self.taken[index, where] = True
-        self.points[index, step, 0] = where % width
-        self.points[index, step, 1] = where // width
+        self.points[index, step] = torch.stack([where % width, where // width], 1)
         self.scores[index, step] = value
         self.step[index] = step + 1
         self.x[index] = pushed
 
     def drop(self, rows):
-        keep = ~rows
-        for name in ("x", "labels", "home", "step", "taken", "points", "scores"):
-            setattr(self, name, getattr(self, name)[keep])
+        """The rows that left become holes; refill fills them."""
+        self.holes = self.rows(rows)
 
 
 class _Results:
-    """Finished images' results, one chunk per source batch, put together in source order at the end."""
+    """Finished images' results, written straight to their place in source order as they leave (no host sync).
+
+    The buffers grow by doubling (a single batch gets its exact size at once): a few large blocks, which
+    the allocator hands back whole, rather than many small ones per step that would pin its heap while
+    the batch's large temporaries come and go (resident memory then grew with the data set mined).
+    """
 
     def __init__(self, max_points, keep_images):
         self.k, self.keep_images = max_points, keep_images
-        self.chunks = []
+        self.total, self.buffers = 0, None
 
-    def open_chunk(self, images, labels):
-        n, device = len(images), images.device
-        chunk = {"points": torch.full((n, self.k, 2), -1, dtype=torch.long, device=device),
-                 "scores": torch.full((n, self.k), float("nan"), device=device),
-                 "num_points": torch.zeros(n, dtype=torch.long, device=device),
-                 "points_to_flip": torch.full((n,), -1, dtype=torch.long, device=device),
-                 "labels": torch.zeros(n, dtype=torch.long, device=device)}
+    def open(self, images):
+        """Source index of the first of ``images``: every result is written in place by it."""
+        start, self.total = self.total, self.total + len(images)
+        if self.buffers is None:
+            self.buffers = self._allocate(self.total, images.device, images.shape[1:], images.dtype)
+        elif self.total > len(self.buffers["labels"]):
+            self._grow(max(self.total, 2 * len(self.buffers["labels"])))
+        return start
+
+    def _allocate(self, n, device, image_shape, image_dtype, classes=None):
+        buffers = {"points": torch.full((n, self.k, 2), -1, dtype=torch.long, device=device),
+                   "scores": torch.full((n, self.k), float("nan"), device=device),
+                   "num_points": torch.zeros(n, dtype=torch.long, device=device),
+                   "points_to_flip": torch.full((n,), -1, dtype=torch.long, device=device),
+                   "labels": torch.zeros(n, dtype=torch.long, device=device)}
         if self.keep_images:
-            chunk["adversarial"] = images.detach().clone()
-            chunk["trajectory"] = None  # allocated once the number of classes is known
-        self.chunks.append(chunk)
-        return len(self.chunks) - 1
+            buffers["adversarial"] = torch.zeros((n, *image_shape), dtype=image_dtype, device=device)
+            buffers["trajectory"] = None if classes is None else \
+                torch.full((n, self.k + 1, classes), float("nan"), device=device)  # the classes come with the first step
+        return buffers
+
+    def _grow(self, n):
+        old = self.buffers
+        classes = None if old.get("trajectory") is None else old["trajectory"].shape[-1]
+        adversarial = old.get("adversarial", old["labels"])
+        self.buffers = self._allocate(n, old["labels"].device, adversarial.shape[1:], adversarial.dtype, classes)
+        for name, values in old.items():
+            if values is not None:
+                self.buffers[name][: len(values)] = values
 
     def record(self, slots, probs):
         """The class probabilities each image in play has at its current step."""
         if not self.keep_images:
             return
-        for chunk_id in slots.home[:, 0].unique().tolist():
-            chunk, here = self.chunks[chunk_id], slots.home[:, 0] == chunk_id
-            if chunk["trajectory"] is None:
-                chunk["trajectory"] = torch.full((len(chunk["labels"]), self.k + 1, probs.shape[1]), float("nan"),
-                                                 device=probs.device)
-            chunk["trajectory"][slots.home[here, 1], slots.step[here]] = probs[here]
+        if self.buffers["trajectory"] is None:
+            self.buffers["trajectory"] = torch.full((len(self.buffers["labels"]), self.k + 1, probs.shape[1]),
+                                                    float("nan"), device=probs.device)
+        self.buffers["trajectory"][slots.home, slots.step] = probs
 
     def finish(self, slots, leaving, done):
-        for chunk_id in slots.home[leaving, 0].unique().tolist():
-            chunk = self.chunks[chunk_id]
-            here = leaving & (slots.home[:, 0] == chunk_id)
-            rows = slots.home[here, 1]
-            chunk["points"][rows] = slots.points[here]
-            chunk["scores"][rows] = slots.scores[here]
-            chunk["num_points"][rows] = slots.step[here]
-            chunk["points_to_flip"][rows] = torch.where(done[here], slots.step[here], -1)
-            chunk["labels"][rows] = slots.labels[here]
-            if self.keep_images:
-                chunk["adversarial"][rows] = slots.x[here].detach()
+        rows = slots.rows(leaving)
+        if not len(rows):
+            return
+        home, step, out = slots.home[rows], slots.step[rows], self.buffers
+        out["points"][home] = slots.points[rows]
+        out["scores"][home] = slots.scores[rows]
+        out["num_points"][home] = step
+        out["points_to_flip"][home] = torch.where(done[rows], step, -1)
+        out["labels"][home] = slots.labels[rows]
+        if self.keep_images:
+            out["adversarial"][home] = slots.x[rows].detach()
 
     def collect(self):
-        joined = {name: torch.cat([c[name] for c in self.chunks]) for name in self.chunks[0] if name != "trajectory"} \
-            if self.chunks else {}
-        if self.keep_images and self.chunks:
-            joined["trajectory"] = torch.cat([c["trajectory"] for c in self.chunks if c["trajectory"] is not None])
+        """Every image's result in source order (a buffer grown past the total is cut down to it)."""
+        n = self.total
+        joined = {name: None if values is None else values[:n] if len(values) == n else values[:n].clone()
+                  for name, values in self.buffers.items()}
+        if self.keep_images and joined["trajectory"] is None:  # no step ran: no image at all
+            joined["trajectory"] = torch.full((n, self.k + 1, 0), float("nan"), device=joined["labels"].device)
         flipped = joined["points_to_flip"] >= 0
         return AttackResult(joined["points"], joined["scores"], joined["num_points"], flipped, joined["points_to_flip"],
                             joined.get("trajectory"), joined.get("adversarial"), joined["labels"])

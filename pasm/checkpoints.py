@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import fileio
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .models import InputSpec, architecture, build_model, check_state_dict, default_input_spec
 
 FORMAT = "pasm-checkpoint"
@@ -136,7 +136,7 @@ def _read_safetensors(path):
             header = f.metadata() or {}
             state_dict = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(path, f"not a readable safetensors file ({_first_line(e)})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({first_line(e)})") from None
     meta = json.loads(header["pasm"]) if "pasm" in header else None
     return meta, _strip_prefixes(state_dict)
 
@@ -160,7 +160,7 @@ def _load_failure(path, error):
         return f"refused: the file is a pickle that would run code ({', '.join(unsafe[:3])}); only weights are loaded"
     if imports is not None and isinstance(error, pickle.UnpicklingError):
         return "refused: the pickle holds objects other than tensors; only weights are loaded"
-    return f"not a PyTorch checkpoint or safetensors file ({_first_line(error)})"
+    return f"not a PyTorch checkpoint or safetensors file ({first_line(error)})"
 
 
 def _pickle_imports(path):
@@ -186,11 +186,6 @@ def _pickle_imports(path):
         return imports
     except Exception:  # any failure to parse means "not a pickle"
         return None
-
-
-def _first_line(error):
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[0].strip()[:200] if lines else type(error).__name__
 
 
 def _unwrap(obj, path):
@@ -246,10 +241,29 @@ def model_from_meta(meta, path):
 
 
 def load_state_dict_into(model, path):
-    """Initial weights from a local file (``--init``), checked layer by layer."""
+    """Weights from any supported checkpoint file into a model built here (its architecture and class count),
+    checked layer by layer so a misfit is named rather than half loaded."""
     _, state_dict = read_checkpoint(Path(path))
     check_state_dict(model, state_dict, path)
     model.backbone.load_state_dict(state_dict)
+
+
+def load_pretrained(model, path):
+    """Pretrained weights (ImageNet, a face model: any supported file) as a starting point: every layer whose
+    name and shape match is loaded, and the classifier stays freshly initialised when the class count
+    differs. A file that fits only the classifier, or too little of the network, is refused, naming it:
+    it is not this architecture's. Returns the names of the layers left as they were."""
+    _, state_dict = read_checkpoint(Path(path))
+    own = model.backbone.state_dict()
+    fitting = {name: value for name, value in state_dict.items() if name in own and own[name].shape == value.shape}
+    head = architecture(model.arch).classifier(model.backbone)
+    classifier = {f"{name}.{kind}" for name, module in model.backbone.named_modules() if module is head
+                  for kind in ("weight", "bias")}
+    if len(set(fitting) - classifier) < len(set(own) - classifier) / 2:
+        raise CheckpointError(path, f"only {len(fitting)} of {model.arch}'s {len(own)} tensors match by name and "
+                                    "shape: not pretrained weights for this architecture")
+    model.backbone.load_state_dict(fitting, strict=False)
+    return sorted(set(own) - set(fitting))
 
 
 def describe(path, arch=None, classes=None):

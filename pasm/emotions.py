@@ -105,10 +105,10 @@ def remap_outputs(model, indices):
     so the copy is an ordinary model of the same architecture: it can be attacked, explained with
     Grad-CAM and saved as a checkpoint, and its logits equal ``model(x)[:, indices]``.
     """
-    from .models import ARCHITECTURES, build_model
+    from .models import architecture, build_model
 
     backbone = model.backbone
-    layer = ARCHITECTURES[model.arch].classifier(backbone)
+    layer = architecture(model.arch).classifier(backbone)
     prefix = next(name for name, module in backbone.named_modules() if module is layer)
     index = torch.as_tensor(list(indices), dtype=torch.long)
     state = {k: (v.index_select(0, index.to(v.device)) if k.startswith(prefix + ".") else v)

@@ -28,3 +28,15 @@ class DataError(PasmError):
 
 class NoFaceError(ImageError):
     pass
+
+
+def first_line(error, with_type=False):
+    """An exception's (or a text's) first non-blank line, cut at 200 characters, so that a report of it stays
+    one line; an exception without a message is named by its type. ``with_type`` prefixes the type where the
+    message alone would not say what went wrong (``ValueError: ...``)."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    text = lines[0][:200] if lines else ""
+    name = type(error).__name__ if isinstance(error, BaseException) else ""
+    if with_type and name and text:
+        return f"{name}: {text}"
+    return text or name

@@ -8,11 +8,11 @@ trainer evaluates every generation on the same tensors.
 """
 import torch
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from .data import available_splits, open_dataset, parse_spec
 from .data.occlusion import OccludedDataset, occluder_kind
 from .data.synth import SynthFER
+from .data.transforms import decode_all, uint8_transform
 from .errors import PasmError
 
 EVAL_SPLITS = ("test", "val")
@@ -57,22 +57,6 @@ def evaluate(model, dataset, batch_size=256, device="cpu"):
 
 
 # ----------------------------------------------------------------------------------------------- test sets
-
-
-def uint8_transform(input_spec):
-    """Decode, fix the channel count and resize; kept as uint8 (4x smaller than float) until a batch is used."""
-    channels = v2.Grayscale(num_output_channels=1) if input_spec.channels == 1 else v2.RGB()
-    return v2.Compose([v2.ToImage(), channels, v2.Resize((input_spec.size, input_spec.size), antialias=True)])
-
-
-def decode_all(dataset, batch_size=256, workers=0):
-    """A non-empty data set (whose transform gives uint8 tensors) as (images (N, C, S, S) uint8, labels (N,))."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    images, labels = [], []
-    for batch, targets in loader:
-        images.append(torch.as_tensor(batch))
-        labels.append(torch.as_tensor(targets))
-    return torch.cat(images), torch.cat(labels).long()
 
 
 def default_split(spec):

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
-from pasm.errors import ImageError
+from pasm.errors import ImageError, first_line
 
 # Pillow's default warning threshold (Image.MAX_IMAGE_PIXELS, 89.5 Mpx), fixed here so that another
 # library changing Pillow's global does not change what we accept. A file decoded at full size may
@@ -131,7 +131,7 @@ def _open_checked(data, name, max_pixels, work_pixels):
         except UnidentifiedImageError:
             raise ImageError(name, "not an image (PIL cannot identify it)") from None
         except _DECODE_ERRORS as e:
-            raise ImageError(name, f"truncated or corrupt image ({_one_line(e)})") from None
+            raise ImageError(name, f"truncated or corrupt image ({first_line(e)})") from None
 
 
 def _pixel_limit(image, max_pixels):
@@ -176,10 +176,6 @@ def _reduce(array, work_pixels):
     return np.asarray(Image.fromarray(array).reduce(factor), dtype=np.uint8)
 
 
-def _one_line(error):
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _to_rgb_array(image, name):
     """Every PIL mode to RGB uint8: high bit depths rescaled, transparency composited over white."""
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
@@ -190,7 +186,7 @@ def _to_rgb_array(image, name):
     try:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except ValueError as e:
-        raise ImageError(name, f"unsupported colour mode {image.mode} ({_one_line(e)})") from None
+        raise ImageError(name, f"unsupported colour mode {image.mode} ({first_line(e)})") from None
 
 
 def _high_depth_to_uint8(values, mode):

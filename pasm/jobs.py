@@ -13,7 +13,6 @@ system has since given to another process is not taken for the job. POSIX only: 
 process groups and signals.
 """
 import fcntl
-import json
 import os
 import re
 import shlex
@@ -30,16 +29,14 @@ from pathlib import Path
 
 from .errors import PasmError
 from .fileio import write_json
+from .runs import DEMO_RUN, LAUNCHER_FILES, NOT_RUNS, REGISTRY, display_path, read_json, runs_root
 
-RUNS_ROOT = Path(os.environ.get("PASM_RUNS", "runs"))
-REGISTRY = ".jobs"
 ACTIVE_STATES = ("starting", "running", "stopping")
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 JOB_ID = re.compile(r"[A-Za-z0-9-]+")
 TRACKED_FILES = ("status.json", "train.log")
 POLL_SECONDS = 0.1
 HAS_PROC = Path("/proc/self/stat").exists()
-DEMO_RUN = "demo"
 ENDED_BADLY = ("died", "failed")
 TRACEBACK = "Traceback (most recent call last):"
 ERROR_LINE = re.compile(r"^error: |: error: |^Fatal Python error: ")  # ours, argparse's, the interpreter's
@@ -75,10 +72,9 @@ class Job:
         if not self.wrote("status.json"):
             return {}
         try:
-            status = json.loads((self.run_dir / "status.json").read_text())
-        except (OSError, ValueError):
+            return read_json(self.run_dir / "status.json") or {}
+        except PasmError:  # half written by a crash, or not the trainer's: the job shows as starting, or died
             return {}
-        return status if isinstance(status, dict) else {}
 
     @property
     def state(self):
@@ -115,15 +111,15 @@ class Job:
                    token=record.get("token"), stamps=dict(record.get("stamps") or {}), final=final)
 
 
-def run_path(name, root=RUNS_ROOT):
+def run_path(name, root=None):
     """The run directory for a name a person typed; a plain name cannot point outside the runs directory."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
         raise PasmError(f"run name {name!r}", "use up to 100 letters, digits, '-', '_' and '.', "
                                                "starting with a letter, digit or '_'")
-    return Path(root) / name
+    return _root(root) / name
 
 
-def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
+def launch(argv, run_dir, root=None, resume_argv=None, cwd=None):
     """Start ``argv`` as a detached job that writes into ``run_dir``; it goes on after the caller exits.
 
     ``resume_argv`` is what ``resume`` runs later (default: ``argv`` plus ``--resume``, which every pasm
@@ -137,6 +133,7 @@ def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
         raise PasmError("job command", "is empty")
     if resume_argv is None:
         resume_argv = argv if "--resume" in argv else argv + ["--resume"]
+    root = _root(root)
     run_dir = _checked_run_dir(run_dir, root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _registry_lock(root):
@@ -153,17 +150,18 @@ def launch(argv, run_dir, root=RUNS_ROOT, resume_argv=None, cwd=None):
     return job
 
 
-def launch_demo(root=RUNS_ROOT, quick=False, cwd=None):
+def launch_demo(root=None, quick=False, cwd=None):
     """The demo run (``python -m pasm demo ROOT/demo``) as a job: the one path the app and its tests start it by."""
-    run_dir = Path(root) / DEMO_RUN
+    root = _root(root)
+    run_dir = root / DEMO_RUN
     return launch([sys.executable, "-m", "pasm", "demo", str(run_dir)] + (["--quick"] if quick else []),
                   run_dir, root=root, cwd=cwd)
 
 
-def list_jobs(root=RUNS_ROOT):
+def list_jobs(root=None):
     """Every job in the registry, newest first; unreadable records are skipped."""
     jobs = []
-    for path in (Path(root) / REGISTRY).glob("*.json"):
+    for path in (_root(root) / REGISTRY).glob("*.json"):
         try:
             jobs.append(_read_job(path))
         except PasmError:
@@ -171,10 +169,11 @@ def list_jobs(root=RUNS_ROOT):
     return sorted(jobs, key=lambda job: (job.started, job.id), reverse=True)
 
 
-def get_job(job_id, root=RUNS_ROOT):
+def get_job(job_id, root=None):
+    root = _root(root)
     path = _record_path(root, job_id)
     if not JOB_ID.fullmatch(str(job_id)) or not path.exists():
-        raise PasmError(f"job {job_id}", f"no such job in {Path(root) / REGISTRY}")
+        raise PasmError(f"job {job_id}", f"no such job in {root / REGISTRY}")
     return _read_job(path)
 
 
@@ -197,7 +196,7 @@ def kill(job):
         _send_signal(os.killpg, job.pid, signal.SIGKILL)
 
 
-def resume(job, root=RUNS_ROOT):
+def resume(job, root=None):
     """Run the job's resume command in the same run directory, as a new job; refused while it is alive."""
     return launch(job.resume_argv, job.run_dir, root, resume_argv=job.resume_argv, cwd=job.cwd)
 
@@ -247,15 +246,16 @@ def wait(job, timeout=None):
     return state
 
 
-def format_table(jobs, root=RUNS_ROOT):
+def format_table(jobs, root=None):
     """The jobs as a text table: id, state, progress, run (relative to the runs directory)."""
+    root = _root(root)
     if not jobs:
         return f"no jobs in {root}"
     rows = [("id", "state", "progress", "run")]
     for job in jobs:
         progress = job.status.get("progress")
         rows.append((job.id, job.state, f"{progress:.0%}" if isinstance(progress, (int, float)) else "-",
-                     _display_run(job.run_dir, root)))
+                     display_path(job.run_dir, root)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -316,22 +316,22 @@ def _registry_lock(root):
         yield
 
 
+def _root(root):
+    """``root``, or else the runs directory as ``PASM_RUNS`` names it now (not when this module was imported)."""
+    return runs_root() if root is None else Path(root)
+
+
 def _record_path(root, job_id):
     return Path(root) / REGISTRY / f"{job_id}.json"
 
 
 def _read_job(path):
     try:
-        return Job.from_record(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        return Job.from_record(read_json(path))
+    except PasmError as e:
+        raise PasmError(path, f"unreadable job record ({e.why})") from None
+    except (ValueError, KeyError, TypeError) as e:  # no record (gone), or one that lacks what a job needs
         raise PasmError(path, f"unreadable job record ({e})") from None
-
-
-def _display_run(run_dir, root):
-    try:
-        return str(run_dir.relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(run_dir)
 
 
 def _send_signal(send, pid, signum):
@@ -416,14 +416,12 @@ def _reap(pid):
         pass
 
 
-def new_run_dir(name, root=RUNS_ROOT, reserved=()):
+def new_run_dir(name, root=None):
     """The run directory for a new run a person named. Refused: a name that would leave the runs directory,
-    one of ``reserved`` (folders the app keeps its own files in), and a name already used, since a stopped
+    one of the runs directory's own folders (pasm.runs.NOT_RUNS), and a name already used, since a stopped
     run is resumed (its job's Resume), not started again over its files."""
-    from .runs import LAUNCHER_FILES
-
     run_dir = run_path(name.strip(), root)
-    if run_dir.name in reserved:
+    if run_dir.name in NOT_RUNS:
         raise PasmError(f"run name {name!r}", "is reserved for the app's own files")
     if run_dir.exists() and (not run_dir.is_dir() or any(e.name not in LAUNCHER_FILES for e in run_dir.iterdir())):
         raise PasmError(run_dir, "holds a run already; choose another name "

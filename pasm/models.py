@@ -66,12 +66,12 @@ class FERNet(nn.Module):
 
     @property
     def num_classes(self):
-        return ARCHITECTURES[self.arch].classifier(self.backbone).out_features
+        return architecture(self.arch).classifier(self.backbone).out_features
 
     @property
     def cam_layer(self):
         """The last convolutional block, where Grad-CAM looks (as in adversarial erasing)."""
-        return ARCHITECTURES[self.arch].cam_layer(self.backbone)
+        return architecture(self.arch).cam_layer(self.backbone)
 
 
 class SmallCNN(nn.Module):
@@ -138,7 +138,8 @@ class Architecture:
     default_input: InputSpec
 
 
-ARCHITECTURES = {
+# How to build each architecture that pasm.options.ARCHITECTURES names (the torch-free list the CLI offers).
+BUILDERS = {
     "small_cnn": Architecture(
         build=lambda n, c: SmallCNN(n, c),
         classifier=lambda m: m.fc,
@@ -184,9 +185,9 @@ ARCHITECTURES = {
 
 
 def architecture(name):
-    if name not in ARCHITECTURES:
-        raise PasmError(f"architecture {name!r}", f"unknown; choose one of {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name]
+    if name not in BUILDERS:
+        raise PasmError(f"architecture {name!r}", f"unknown; choose one of {', '.join(sorted(BUILDERS))}")
+    return BUILDERS[name]
 
 
 def default_input_spec(arch, size=None, channels=None):
@@ -194,15 +195,10 @@ def default_input_spec(arch, size=None, channels=None):
     return InputSpec(size or base.size, channels or base.channels, base.mean, base.std)
 
 
-def build_model(arch, num_classes, input_spec=None, init=None):
-    """A fresh ``FERNet``; ``init`` is a local weights file (nothing is ever downloaded)."""
+def build_model(arch, num_classes, input_spec=None):
+    """A freshly initialised ``FERNet``; weights from a file go in with pasm.checkpoints.load_state_dict_into."""
     spec = input_spec or default_input_spec(arch)
-    model = FERNet(arch, architecture(arch).build(num_classes, spec.channels), spec)
-    if init is not None:
-        from .checkpoints import load_state_dict_into
-
-        load_state_dict_into(model, init)
-    return model
+    return FERNet(arch, architecture(arch).build(num_classes, spec.channels), spec)
 
 
 def check_state_dict(model, state_dict, source):

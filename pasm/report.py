@@ -7,6 +7,9 @@ returned: for a photo over its working size that is the reduced image, not the f
 
 A single face is attacked until its prediction flips, as in the paper, under a cap that grows with
 the input (``pasm.attack.flip_cap``); pass an AttackConfig with ``max_points`` for a fixed budget.
+
+``compare_generations`` reports every generation of a run as the teacher on the same faces, for the
+app's Generations page.
 """
 import numpy as np
 import torch
@@ -16,12 +19,31 @@ from torchvision.transforms.v2.functional import rgb_to_grayscale
 from .attack import AttackConfig
 from .data.transforms import eval_transform
 from .erasing import erase
+from .errors import PasmError
 from .mining import AttentionRegions, PasmRegions, RandomRegions, RegionConfig, probabilities
+from .regions import box_iou, mask_iou
 
 
 def crops_to_tensor(crops, input_spec, device="cpu"):
     transform = eval_transform(input_spec)
     return torch.stack([transform(Image.fromarray(np.asarray(c))) for c in crops]).to(device)
+
+
+def to_uint8(image):
+    """Any picture a report holds (a torch CxHxW in [0, 1], numpy HxW / HxWx1 / HxWx3, float in [0, 1] or
+    uint8) as an HxWx3 uint8 array: the one form pages, figures and exports take."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().float().numpy()
+        if image.ndim == 3:
+            image = image.transpose(1, 2, 0)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
 
 
 def _prediction(probs, classes):
@@ -104,3 +126,57 @@ def _match(images, model):
     if images.shape[-1] != spec.size:
         images = torch.nn.functional.interpolate(images, size=(spec.size, spec.size), mode="bilinear", antialias=True)
     return images
+
+
+# Generations of one run on the same faces
+
+
+def sample_indices(length, count):
+    """``count`` indices spread evenly over a data set: class-sorted folders still give every class."""
+    count = max(0, min(int(count), length))
+    if count == 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, length - 1, count).round()})
+
+
+def dataset_faces(spec, count, size, split="test"):
+    """``count`` faces spread over a split of a data set, as whole-image crops of side ``size``, and their labels.
+
+    Data set images already are face crops, so they are used whole (pasm.faces.align_face with no face).
+    """
+    from .data import open_dataset
+    from .faces import align_face  # pasm.faces needs mediapipe, the app's extra: imported only when asked
+
+    dataset = open_dataset(spec, split)
+    indices = sample_indices(len(dataset), count)
+    if not indices:
+        raise PasmError(spec, f"the {split} split has no images")
+    faces = [align_face(np.asarray(dataset.load_image(i).convert("RGB")), None, size) for i in indices]
+    labels = [dataset.classes[dataset.samples[i][1]] for i in indices]
+    return faces, labels
+
+
+def compare_generations(checkpoints, aligned_faces, attack_config=None, region_config=None, device="cpu", indices=None):
+    """Every generation as the teacher on the same faces (``face_reports``), plus how much the region each one
+    locates overlaps the previous generation's (mask and box IoU, per face).
+
+    Plain lists and arrays come back, so the result can sit in the app's session state between reruns.
+    """
+    results, previous = [], None
+    indices = list(range(len(checkpoints))) if indices is None else list(indices)
+    for index, checkpoint in zip(indices, checkpoints):
+        reports, extras = face_reports(checkpoint.model, checkpoint.classes, aligned_faces, attack_config,
+                                       region_config, device=device)
+        mined = extras["located"]["pasm"]
+        entry = {"index": index, "classes": list(checkpoint.classes), "reports": reports,
+                 "crops": [to_uint8(image) for image in extras["images"]],
+                 "masks": mined.masks.cpu(), "boxes": mined.boxes.cpu(), "mask_iou": None, "box_iou": None}
+        if previous is not None and previous["masks"].shape == entry["masks"].shape:
+            entry["mask_iou"] = [round(float(v), 4) for v in mask_iou(previous["masks"], entry["masks"])]
+            entry["box_iou"] = [round(float(v), 4) for v in box_iou(previous["boxes"], entry["boxes"])]
+        results.append(entry)
+        previous = entry
+    for entry in results:
+        entry["masks"] = entry["masks"][:, 0].numpy()
+        entry["boxes"] = entry["boxes"].tolist()
+    return results

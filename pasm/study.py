@@ -1,109 +1,282 @@
-"""A study: the same training under several erasing arms and seeds, as mean ± std per generation.
+"""A study: the same training under several arms and seeds, as mean ± std per generation.
 
-One run per arm and seed goes in ``DIR/<arm>-seed<k>`` (an ordinary run directory). The runs of a
-seed share one teacher: the first arm trains generation 0, the others adopt its checkpoint
-(``TrainConfig.teacher``), so arms differ only in what their students are trained on — and the
-study costs one teacher per seed, not one per run. Runs go one after another; a study started
-again skips finished runs and resumes an interrupted one. The results go to ``study.json``,
-``study.md`` (the table) and ``study.html`` (a plotly figure; plus ``study.png`` where kaleido is
-installed).
+An arm is a name in ``options.STUDY_ARMS``: an erasing (none, random, attention, pasm) or a variant of PASM erasing
+(pasm-adaptive, pasm-disks, pasm-remine), laid over the study's training options. One run per arm and seed goes in
+``DIR/<arm>-seed<k>`` (an ordinary run directory). The runs of a seed share one teacher: the first arm trains
+generation 0, the others adopt its checkpoint (``TrainConfig.teacher``), so arms differ only in what their students
+are trained on — and the study costs one teacher per seed, not one per run. Runs go one after another; a study
+started again skips finished runs and resumes an interrupted one, and arms added later adopt the seed's teacher.
+
+The results go to ``study.json``, ``study.md`` and ``study.html`` (a plotly figure; plus ``study.png`` where kaleido
+is installed): per arm and generation the mean ± std over seeds of train, test, occluded and test_wild accuracy and
+of test_wild accuracy per hidden region; and, with a ``none`` arm, each arm's paired difference to it (same seed,
+same generation, same teacher), mean ± std over seeds and per seed.
 """
 import importlib.util
 import statistics
 from pathlib import Path
 
 from . import fileio
+from .data.synth import REGIONS
 from .errors import PasmError
+from .options import STUDY_ARMS
 from .runs import Run
-from .options import ERASING
 from .train import TrainConfig, train
 
-METRICS = (("test_accuracy", "test accuracy"), ("occluded_accuracy", "occluded accuracy"),
-           ("wild_accuracy", "test_wild accuracy"), ("mean_class_accuracy", "mean class accuracy"))
+# What the report shows, as labels a reader knows (the summary keys stay in study.json).
+METRICS = (("train_accuracy", "train accuracy (clean)"), ("test_accuracy", "test accuracy"),
+           ("occluded_accuracy", "test, occluders pasted"), ("wild_accuracy", "occluded test (test_wild)"),
+           ("mean_class_accuracy", "mean class accuracy"))
+# The paired differences to the ``none`` arm: clean and occluded test, then the occluded test per hidden region.
+PAIRED = ("test_accuracy", "wild_accuracy")
+BY_REGION = "wild_accuracy_by_region"
+BASELINE = "none"
 
 
 def run_path(out, arm, seed):
     return Path(out) / f"{arm}-seed{seed}"
 
 
+def arm_settings(arm, epochs):
+    """The TrainConfig fields arm ``arm`` sets (options.STUDY_ARMS), with those that depend on the epochs resolved."""
+    return {key: value(epochs) if callable(value) else value for key, value in STUDY_ARMS[arm].items()}
+
+
+def arm_config(options, arm, seed, teacher):
+    """One run's config: the study's options with the arm's settings over them (an arm is what it sets)."""
+    settings = arm_settings(arm, options.get("epochs") or TrainConfig.epochs)
+    return TrainConfig(**{**options, **settings, "seed": seed, "teacher": teacher})
+
+
 def run_study(out, options, arms, seeds, device="auto", workers=None):
     """Train every arm × seed (skipping finished runs), then write and return the study's results."""
     _check(arms, seeds, options)
     for seed in seeds:
-        teacher = options.get("teacher")
+        teacher = _seed_teacher(out, seed, options)
         for arm in arms:
             path = run_path(out, arm, seed)
-            config = TrainConfig(**{**options, "erasing": arm, "seed": seed, "teacher": teacher})
             resume = (path / "config.json").exists()
-            train(config, path, resume=resume, device=device, workers=workers)
+            started = Run(path).read_config().get("teacher") if resume and not options.get("teacher") else teacher
+            train(arm_config(options, arm, seed, started), path, resume=resume, device=device, workers=workers)
             teacher = teacher or str(Run(path).checkpoint_path(0))
     return write_study(out, arms, seeds)
 
 
+def _seed_teacher(out, seed, options):
+    """The teacher a seed's new runs adopt: --teacher, else generation 0 of any run of the seed already in the study
+    (so that arms added later, first or not, share it too), else None: the first arm trains it."""
+    if options.get("teacher"):
+        return options["teacher"]
+    found = (run_path(out, arm, seed) / "gen0.safetensors" for arm in STUDY_ARMS)
+    return next((str(path) for path in found if path.is_file()), None)
+
+
 def _check(arms, seeds, options):
+    """Refuse bad arms, seeds and arm/option combinations (say --adaptive with pasm-disks) before any training."""
     if not options.get("data"):
         raise PasmError("--data", "a study needs a data set spec (e.g. synth:data/synth)")
     if not arms or len(set(arms)) != len(arms):
         raise PasmError(f"--arms {','.join(arms)}", "must name each arm once")
     for arm in arms:
-        if arm not in ERASING:
-            raise PasmError(f"--arms {arm}", f"unknown arm; choose from {', '.join(ERASING)}")
+        if arm not in STUDY_ARMS:
+            raise PasmError(f"--arms {arm}", f"unknown arm; choose from {', '.join(STUDY_ARMS)}")
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise PasmError(f"--seeds {','.join(map(str, seeds))}", "must be distinct whole numbers >= 0")
-
-
-def collect(out, arms, seeds):
-    """Per arm, per generation: mean, std (over seeds, n - 1) and the values of each metric."""
-    results = {}
     for arm in arms:
-        per_generation = {}
+        try:
+            arm_config(options, arm, seeds[0], None)
+        except PasmError as e:
+            raise PasmError(f"--arms {arm}", f"{e.what}: {e.why}") from None
+
+
+def read_runs(out, arms, seeds):
+    """Each run's summary entries: ``{arm: {seed: {generation: entry}}}``."""
+    runs = {}
+    for arm in arms:
         for seed in seeds:
             summary = Run(run_path(out, arm, seed)).read_summary()
             if summary is None:
                 raise PasmError(run_path(out, arm, seed), "run has no summary.json (did it finish?)")
-            for entry in summary["generations"]:
-                per_generation.setdefault(entry["index"], []).append(entry)
-        results[arm] = [_aggregate(g, entries) for g, entries in sorted(per_generation.items())]
+            runs.setdefault(arm, {})[seed] = {entry["index"]: entry for entry in summary["generations"]}
+    return runs
+
+
+def collect(runs):
+    """Per arm, per generation: mean, std (over seeds, n - 1) and the values of each metric and of each region's
+    occluded test accuracy."""
+    results = {}
+    for arm, by_seed in runs.items():
+        generations = sorted({g for entries in by_seed.values() for g in entries})
+        results[arm] = [_aggregate(g, [entries[g] for entries in by_seed.values() if g in entries])
+                        for g in generations]
     return results
 
 
 def _aggregate(generation, entries):
     row = {"generation": generation, "seeds": len(entries)}
     for key, _ in METRICS:
-        values = [e[key] for e in entries if key in e]
+        values = [e[key] for e in entries if e.get(key) is not None]
         if values:
-            row[key] = {"mean": statistics.fmean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+            row[key] = _stats(values)
+    regions = _regions(entries)
+    if regions:
+        row[BY_REGION] = {r: _stats([e[BY_REGION][r] for e in entries if r in (e.get(BY_REGION) or {})])
+                          for r in regions}
     return row
 
 
+def _stats(values):
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def _regions(entries):
+    """The hidden regions the entries score, in face order (runs evaluated before regions were recorded have None)."""
+    found = {r for e in entries for r in (e.get(BY_REGION) or {})}
+    return sorted(found, key=lambda r: (REGIONS.index(r) if r in REGIONS else len(REGIONS), r))
+
+
+def paired(runs):
+    """Per arm but ``none``, per student generation: the arm minus ``none`` on the same seed (so from the same
+    teacher), as mean and std over seeds of those differences, with each seed's; None without a ``none`` arm.
+
+    Pairing removes what the arms share, the teacher's luck on a seed, which is most of the spread between seeds."""
+    if BASELINE not in runs:
+        return None
+    base = runs[BASELINE]
+    table = {}
+    for arm, by_seed in runs.items():
+        if arm == BASELINE:
+            continue
+        generations = sorted({g for entries in by_seed.values() for g in entries if g > 0})
+        table[arm] = [_differences(g, by_seed, base) for g in generations]
+    return table
+
+
+def _differences(generation, by_seed, base):
+    pairs = {seed: (entries[generation], base[seed][generation]) for seed, entries in by_seed.items()
+             if generation in entries and generation in base.get(seed, {})}
+    row = {"generation": generation, "seeds": list(pairs)}
+    for key in PAIRED:
+        row[key] = _paired_stats({s: (a.get(key), b.get(key)) for s, (a, b) in pairs.items()})
+    regions = _regions([entry for pair in pairs.values() for entry in pair])
+    if regions:
+        row[BY_REGION] = {r: _paired_stats({s: ((a.get(BY_REGION) or {}).get(r), (b.get(BY_REGION) or {}).get(r))
+                                            for s, (a, b) in pairs.items()}) for r in regions}
+    return row
+
+
+def _paired_stats(scores):
+    """``{seed: (arm, none)}`` -> mean, std and the values of arm - none, over the seeds that have both."""
+    differences = {seed: a - b for seed, (a, b) in scores.items() if a is not None and b is not None}
+    if not differences:
+        return None
+    return {**_stats(list(differences.values())), "seeds": list(differences)}
+
+
+def _cell(stats, signed=False):
+    if stats is None:
+        return "-"
+    sign = "+" if signed else ""
+    return f"{stats['mean']:{sign}.4f} ± {stats['std']:.4f}"
+
+
+def _study_rows(results):
+    """(label, row) per line of a results table: the teacher (generation 0, shared by a seed's arms) once, as the
+    first arm's runs measured it, then every arm's students."""
+    rows = [(arm, row) for arm, arm_rows in results.items() for row in arm_rows if row["generation"] > 0]
+    first = next(iter(results.values()), [])
+    return [("teacher (all arms)", row) for row in first if row["generation"] == 0] + rows
+
+
 def markdown_table(results):
+    """Mean ± std of each metric per arm and generation, the shared teacher once."""
     keys = [(k, name) for k, name in METRICS if any(k in row for rows in results.values() for row in rows)]
     lines = ["| arm | generation | " + " | ".join(name for _, name in keys) + " | seeds |",
              "| --- | ---: | " + " | ".join("---:" for _ in keys) + " | ---: |"]
-    for arm, rows in results.items():
-        for row in rows:
-            cells = [f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}" if k in row else "-" for k, _ in keys]
-            lines.append(f"| {arm} | {row['generation']} | " + " | ".join(cells) + f" | {row['seeds']} |")
+    for label, row in _study_rows(results):
+        cells = [_cell(row.get(k)) for k, _ in keys]
+        lines.append(f"| {label} | {row['generation']} | " + " | ".join(cells) + f" | {row['seeds']} |")
     return "\n".join(lines) + "\n"
 
 
+def region_table(results):
+    """Mean ± std of the occluded test accuracy per hidden region; empty where no run recorded regions."""
+    regions = _regions([row for rows in results.values() for row in rows])
+    if not regions:
+        return ""
+    lines = ["| arm | generation | " + " | ".join(f"{r} hidden" for r in regions) + " | seeds |",
+             "| --- | ---: | " + " | ".join("---:" for _ in regions) + " | ---: |"]
+    for label, row in _study_rows(results):
+        cells = [_cell((row.get(BY_REGION) or {}).get(r)) for r in regions]
+        lines.append(f"| {label} | {row['generation']} | " + " | ".join(cells) + f" | {row['seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _paired_columns(differences):
+    """(label, how to take the stats from a paired row) for the paired tables."""
+    regions = _regions([row for arm_rows in differences.values() for row in arm_rows])
+    columns = [(dict(METRICS)[k], lambda row, k=k: row.get(k)) for k in PAIRED]
+    return columns + [(f"{r} hidden", lambda row, r=r: (row.get(BY_REGION) or {}).get(r)) for r in regions]
+
+
+def paired_tables(differences):
+    """The paired differences to ``none``: mean ± std over seeds, then each seed's."""
+    columns = _paired_columns(differences)
+    header = " | ".join(label for label, _ in columns)
+    aligned = " | ".join("---:" for _ in columns)
+    mean = [f"| arm | generation | {header} | seeds |", f"| --- | ---: | {aligned} | ---: |"]
+    each = [f"| arm | generation | seed | {header} |", f"| --- | ---: | ---: | {aligned} |"]
+    for arm, rows in differences.items():
+        for row in rows:
+            cells = [_cell(take(row), signed=True) for _, take in columns]
+            mean.append(f"| {arm} | {row['generation']} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
+            for seed in row["seeds"]:
+                cells = [_seed_value(take(row), seed) for _, take in columns]
+                each.append(f"| {arm} | {row['generation']} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(mean) + "\n", "\n".join(each) + "\n"
+
+
+def _seed_value(stats, seed):
+    if stats is None or seed not in stats["seeds"]:
+        return "-"
+    return f"{stats['values'][stats['seeds'].index(seed)]:+.4f}"
+
+
+def report(results, differences, arms, seeds, epochs):
+    """study.md below its title: the accuracy table, the table per hidden region, and the paired differences."""
+    settings = "; ".join(f"{arm} ({', '.join(f'{k} {v}' for k, v in arm_settings(arm, epochs).items())})"
+                         for arm in arms)
+    parts = [f"Arms: {settings}.\n\nMean ± std over seeds {', '.join(map(str, seeds))} (sample std, n - 1). The "
+             "arms of a seed share its teacher (generation 0), shown once.\n", "## Accuracy\n", markdown_table(results)]
+    regions = region_table(results)
+    if regions:
+        parts += ["## Occluded test (test_wild) accuracy by hidden region\n", regions]
+    if differences:
+        mean, each = paired_tables(differences)
+        parts += [f"## Paired difference to `{BASELINE}`\n",
+                  f"Each arm minus `{BASELINE}` on the same seed and generation (so from the same teacher): mean ± "
+                  "std over seeds of the differences, then each seed's.\n", mean, each]
+    return "\n".join(parts)
+
+
 def figure(results):
-    """Accuracy per generation per arm (error bars: std over seeds), clean and occluded side by side."""
+    """Accuracy per generation per arm (error bars: std over seeds), one panel per metric the runs recorded."""
     from plotly import graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", "occluded test accuracy"))
-    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    keys = [(k, name) for k, name in METRICS[:4] if any(k in row for rows in results.values() for row in rows)]
+    fig = make_subplots(rows=max(1, (len(keys) + 1) // 2), cols=2, subplot_titles=[name for _, name in keys])
+    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692"]
     for i, (arm, rows) in enumerate(results.items()):
-        for col, key in enumerate(("test_accuracy", "occluded_accuracy"), start=1):
+        for panel, (key, _) in enumerate(keys):
             rows_with = [r for r in rows if key in r]
             fig.add_trace(go.Scatter(
                 x=[r["generation"] for r in rows_with], y=[r[key]["mean"] for r in rows_with],
                 error_y={"type": "data", "array": [r[key]["std"] for r in rows_with]},
-                mode="lines+markers", name=arm, legendgroup=arm, showlegend=col == 1,
-                line={"color": palette[i % len(palette)]}), row=1, col=col)
-    fig.update_xaxes(title_text="generation", dtick=1)
+                mode="lines+markers", name=arm, legendgroup=arm, showlegend=panel == 0,
+                line={"color": palette[i % len(palette)]}), row=panel // 2 + 1, col=panel % 2 + 1)
+    fig.update_xaxes(title_text="generation (0: the shared teacher)", dtick=1)
     fig.update_yaxes(title_text="accuracy")
     fig.update_layout(title="PASM study: accuracy per generation (mean ± std over seeds)", template="plotly_white")
     return fig
@@ -111,14 +284,16 @@ def figure(results):
 
 def write_study(out, arms, seeds):
     out = Path(out)
-    results = collect(out, arms, seeds)
-    table = markdown_table(results)
-    study = {"arms": arms, "seeds": seeds, "runs": [run_path(out, a, s).name for a in arms for s in seeds],
-             "results": results, "table": table}
-    data = Run(run_path(out, arms[0], seeds[0])).read_config()["data"]
-    fileio.write_text(out / "study.md", f"# Study on {data}\n\nMean ± std over seeds {', '.join(map(str, seeds))}.\n\n{table}")
+    runs = read_runs(out, arms, seeds)
+    results, differences = collect(runs), paired(runs)
+    config = Run(run_path(out, arms[0], seeds[0])).read_config()
+    text = report(results, differences, arms, seeds, config["epochs"])
+    study = {"arms": arms, "arm_settings": {arm: arm_settings(arm, config["epochs"]) for arm in arms}, "seeds": seeds,
+             "runs": [run_path(out, a, s).name for a in arms for s in seeds], "results": results,
+             "paired": None if differences is None else {"baseline": BASELINE, "arms": differences}, "report": text}
+    fileio.write_text(out / "study.md", f"# Study on {config['data']}\n\n{text}")
     study.update(_write_figure(out, results))
-    fileio.write_json(out / "study.json", {"data": data, **study})
+    fileio.write_json(out / "study.json", {"data": config["data"], **study})
     return study
 
 

@@ -18,7 +18,7 @@ XDG_FOLDERS = pytest.StashKey()
 
 def pytest_configure(config):
     """Caches and config folders go to a temporary folder, never the home directory: XDG_CACHE_HOME moves pasm's
-    cache (the fetched fer model, ``pasm.mini_xception.default_cache_dir``) and matplotlib's font list, XDG_CONFIG_HOME
+    cache (the fetched fer model, ``pasm.fer_teacher.default_cache_dir``) and matplotlib's font list, XDG_CONFIG_HOME
     matplotlib's config folder; subprocesses (the CLI, streamlit) inherit both. Set here rather than in a fixture:
     importing the test modules already imports captum, which imports matplotlib, which writes its cache."""
     folder = Path(tempfile.mkdtemp(prefix="pasm-tests-xdg-"))

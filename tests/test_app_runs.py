@@ -1,4 +1,4 @@
-"""Runs page (AppTest) and the run-directory readers behind it (ui.state), on run directories the tests write.
+"""Runs page (AppTest) and the run-directory readers behind it (pasm.runs), on run directories the tests write.
 
 ``write_tiny_run`` is shared with the Generations page's tests: it writes a finished run the way the
 trainer does (pasm.runs.Run), with small_cnn 32 px checkpoints saved by pasm.checkpoints.
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,10 +17,10 @@ from pasm import jobs
 from pasm.checkpoints import make_meta, save_checkpoint
 from pasm.data.synth import CLASSES
 from pasm.models import InputSpec, build_model
-from pasm.runs import Run
+from pasm.runs import Run, find_runs, read_run
 from pasm.study import write_study
-from ui import figures, state
-from app_helpers import chart_titles, no_exception
+from ui import jobs_view, run_figures
+from app_helpers import chart_titles, no_exception, stand_in_job
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Runs.py"
 
@@ -134,27 +135,7 @@ def test_a_checkpoint_that_is_not_one_is_refused_in_its_row(runs):
 
 
 # A stand-in trainer: "running" until SIGTERM, then "stopped"; with --resume it raises, as a broken run would.
-STAND_IN = """
-import json, os, signal, sys, time
-from pathlib import Path
-
-out = Path(sys.argv[1])
-stop = []
-signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-
-
-def status(state):
-    (out / "status.tmp").write_text(json.dumps({"state": state, "generation": 0, "epoch": 1, "progress": 0.5}))
-    os.replace(out / "status.tmp", out / "status.json")
-
-
-if "--resume" in sys.argv:
-    raise RuntimeError("CUDA_ERROR out of memory")
-status("running")
-while not stop:
-    time.sleep(0.02)
-status("stopped")
-"""
+STAND_IN = stand_in_job('raise RuntimeError("CUDA_ERROR out of memory")')
 
 
 def wait_for(condition, limit=60):
@@ -190,7 +171,7 @@ def test_read_run_lists_every_damaged_file(tmp_path):
     run = write_tiny_run(tmp_path / "run")
     run.status_path.write_text('{"state": "exploded"}')
     run.config_path.write_text("[]")
-    files = state.read_run(run.path)
+    files = read_run(run.path)
     assert files.status is None and files.config is None
     assert any("status.json" in e and "exploded" in e for e in files.errors)
     assert any("config.json" in e for e in files.errors)
@@ -205,14 +186,14 @@ def test_find_runs_skips_the_apps_own_folders(tmp_path):
     (tmp_path / ".jobs" / "status.json").write_text("{}")
     (tmp_path / "uploads" / "x").mkdir(parents=True)
     (tmp_path / "uploads" / "x" / "config.json").write_text("{}")
-    assert [p.relative_to(tmp_path).as_posix() for p in state.find_runs(tmp_path)] == ["a", "study/pasm-seed0"]
+    assert [p.relative_to(tmp_path).as_posix() for p in find_runs(tmp_path)] == ["a", "study/pasm-seed0"]
 
 
 def test_training_curves_split_losses_from_accuracies():
     records = [{"kind": "epoch", "generation": 0, "epoch": 1, "loss": 2.0, "train_accuracy": 0.3, "lr": 0.1},
                {"kind": "epoch", "generation": 1, "epoch": 1, "loss": 1.0, "train_accuracy": 0.6, "lr": 0.1},
                {"kind": "generation", "generation": 1, "test_accuracy": 0.55}]
-    fig = figures.training_curves(records)
+    fig = run_figures.training_curves(records)
     traces = {t.name: t for t in fig.data}
     assert set(traces) == {"loss", "train accuracy", "test accuracy (generation end)"}
     assert traces["loss"].yaxis == "y" and traces["train accuracy"].yaxis == "y2"
@@ -221,7 +202,16 @@ def test_training_curves_split_losses_from_accuracies():
 
 
 def test_confusion_matrix_colours_row_shares_and_prints_counts():
-    fig = figures.confusion_matrix([[3, 1], [0, 0]], ["a", "b"])
+    fig = run_figures.confusion_heatmap([[3, 1], [0, 0]], ["a", "b"])
     heat = fig.data[0]
     assert heat.z.tolist() == [[0.75, 0.25], [0.0, 0.0]]
     assert heat.text.tolist() == [[3, 1], [0, 0]]
+
+
+def test_one_progress_line_for_every_job_card():
+    """The Home page's demo card and the Train and Runs pages' job cards say a job's progress the same way."""
+    running, stopped = SimpleNamespace(state="running"), SimpleNamespace(state="stopped")
+    status = {"generation": 1, "epoch": 2, "eta_seconds": 125.4}
+    assert jobs_view.progress_text(running, status) == "running · generation 1 · epoch 2 · about 2 min 05 s left"
+    assert jobs_view.progress_text(running, {"eta_seconds": 30}) == "running · about 30 s left"
+    assert jobs_view.progress_text(stopped, status) == "stopped · generation 1 · epoch 2", "no time left when stopped"

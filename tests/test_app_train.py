@@ -17,35 +17,12 @@ from pasm.models import InputSpec, build_model
 from pasm.runs import Run
 from pasm.train import TrainConfig
 
-from app_helpers import no_exception
+from app_helpers import no_exception, stand_in_job
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Train.py"
 
 # A stand-in trainer for the buttons' tests: "running" until SIGTERM, then "stopped"; with --resume it finishes.
-STAND_IN = """
-import json, os, signal, sys, time
-from pathlib import Path
-
-out = Path(sys.argv[1])
-stop = []
-signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-
-
-def status(state):
-    (out / "status.tmp").write_text(json.dumps({"state": state, "generation": 0, "epoch": 1, "progress": 0.5}))
-    os.replace(out / "status.tmp", out / "status.json")
-
-
-if "--resume" in sys.argv:
-    status("done")
-    sys.exit(0)
-status("running")
-with open(out / "train.log", "a") as log:
-    print("stand-in running", file=log)
-while not stop:
-    time.sleep(0.02)
-status("stopped")
-"""
+STAND_IN = stand_in_job('status("done"); sys.exit(0)')
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +178,7 @@ def test_the_form_offers_teacher_init_optimiser_lr_and_remining(runs):
     no_exception(at)
     assert widget(at.selectbox, "Teacher (generation 0)").options == ["none: the run trains one"]
     assert widget(at.button, "Use the sidebar's teacher").disabled  # no checkpoint yet
-    assert widget(at.selectbox, "Students start from").options == ["scratch", "teacher"]
+    assert widget(at.selectbox, "Students start from").options == ["teacher", "scratch"]
     assert widget(at.selectbox, "Optimiser").options == ["sgd", "adamw"]
     learning_rate = next(w for w in at.number_input if w.label.startswith("Learning rate"))
     assert learning_rate.value is None and "0.05 for sgd" in learning_rate.label

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from pasm.checkpoints import describe, file_sha256, load_checkpoint, make_meta, save_checkpoint
+from pasm.checkpoints import describe, file_sha256, load_checkpoint, load_state_dict_into, make_meta, save_checkpoint
 from pasm.errors import CheckpointError
 from pasm.models import InputSpec, build_model
 
@@ -163,3 +163,19 @@ def test_describe_reports_identity_and_metadata(tmp_path):
     info = describe(path)
     assert info["sha256"] == file_sha256(path) and info["generation"] == 1 and info["arch"] == "small_cnn"
     json.dumps(info)
+
+
+def test_weights_from_a_file_load_into_a_built_model(tmp_path):
+    source = build_model("small_cnn", 7)
+    save_checkpoint(tmp_path / "init.pt", source, make_meta(source, list("abcdefg")))
+    fresh = build_model("small_cnn", 7)
+    load_state_dict_into(fresh, tmp_path / "init.pt")
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(fresh.backbone.state_dict()[key], value)
+
+
+def test_weights_that_do_not_fit_are_refused_by_layer(tmp_path):
+    source = build_model("small_cnn", 5)
+    save_checkpoint(tmp_path / "five.pt", source, make_meta(source, list("abcde")))
+    with pytest.raises(CheckpointError, match="layer fc.weight has shape"):
+        load_state_dict_into(build_model("small_cnn", 7), tmp_path / "five.pt")

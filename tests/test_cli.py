@@ -218,11 +218,13 @@ def test_train_argv_reads_back_to_the_same_config(tmp_path):
     from pasm.cli import build_parser, train_argv, train_command, train_options
     from pasm.train import TrainConfig
 
+    weights = tmp_path / "imagenet.pth"
+    weights.write_bytes(b"weights")
     changed = TrainConfig(data="synth:data/synth", arch="resnet18", size=48, generations=3, epochs=2, batch=8,
-                          optimizer="adamw", lr=0.002, weight_decay=0.01, label_smoothing=0.1, erasing="random",
-                          distill=False, lam=0.5, tau=2.0, p=0.25, init_from="teacher", region="centroid", area=0.2,
+                          optimizer="adamw", lr=0.002, weight_decay=0.01, warmup=2, label_smoothing=0.1, erasing="random",
+                          distill=False, lam=0.5, tau=2.0, p=0.25, init_from="scratch", region="centroid", area=0.2, adaptive=True,
                           fill="noise", max_points=5, remine_every=2, seed=7, limit=100, split="val",
-                          teacher=str(tmp_path / "teacher.safetensors"))
+                          teacher=str(tmp_path / "teacher.safetensors"), init=str(weights))
     default = TrainConfig(data="synth:elsewhere")
     assert all(getattr(changed, f.name) != getattr(default, f.name) for f in fields(TrainConfig))
     for config in (changed, default):

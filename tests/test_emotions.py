@@ -8,7 +8,7 @@ from pasm.data.readers import AffectNet, AffectNet8, FER2013, RafDB
 from pasm.data.synth import CLASSES as SYNTH_CLASSES
 from pasm.emotions import ALIASES, canonical, class_mapping, mapped_model, remap_outputs
 from pasm.errors import PasmError
-from pasm.mini_xception import FER_CLASSES
+from pasm.fer_teacher import FER_CLASSES
 from pasm.models import InputSpec, build_model
 
 

@@ -125,7 +125,7 @@ def test_wild_accuracy_by_region_matches_a_hand_count(synth, checkpoint):
     from pathlib import Path
 
     from pasm.data.synth import REGIONS
-    from pasm.evaluate import decode_all, uint8_transform
+    from pasm.data.transforms import decode_all, uint8_transform
 
     _, model = checkpoint
     metrics = EvalSets(synth, model.input_spec).evaluate(model)
@@ -188,7 +188,7 @@ def fer_checkpoint(tmp_path_factory):
 def by_hand(model, spec):
     """Predictions in RAF-DB's order, mapped name by name from the model's FER-ordered outputs, and the labels."""
     from pasm.data.readers import RafDB
-    from pasm.evaluate import decode_all, uint8_transform
+    from pasm.data.transforms import decode_all, uint8_transform
 
     images, labels = decode_all(open_dataset(spec, "test", uint8_transform(model.input_spec)))
     with torch.no_grad():

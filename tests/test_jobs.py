@@ -364,6 +364,40 @@ def test_cli_jobs_bad_id_is_one_line_error(root, capsys):
     assert capsys.readouterr().out.strip() == f"no jobs in {root}"
 
 
+def test_the_runs_directory_is_pasm_runs_when_called_not_when_imported(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "from-env"
+    monkeypatch.setenv("PASM_RUNS", str(root))
+    assert jobs.run_path("a") == root / "a"
+    assert jobs.new_run_dir("b") == root / "b"
+    job = jobs.launch([sys.executable, "-c", "pass"], root / "c")
+    assert [j.id for j in jobs.list_jobs()] == [job.id] and jobs.get_job(job.id).id == job.id
+    assert jobs.wait(job, 30) == "died", "it wrote no status and ended"
+    assert main(["jobs", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "c"
+    monkeypatch.setenv("PASM_RUNS", str(tmp_path / "empty"))
+    assert jobs.list_jobs() == [] and jobs.format_table([]) == f"no jobs in {tmp_path / 'empty'}"
+
+
+@pytest.mark.parametrize("name, reason", [("uploads", "reserved"), ("checkpoints", "reserved"),
+                                          (".jobs", "starting with")])
+def test_a_new_run_cannot_take_a_folder_of_the_runs_directory(root, name, reason):
+    with pytest.raises(PasmError, match=reason):
+        jobs.new_run_dir(name, root)
+
+
+@pytest.mark.parametrize("content", ['{"state": "runn', "[1, 2]", "\xff"])
+def test_a_status_that_cannot_be_read_is_an_empty_status(tmp_path, content):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    job = jobs.Job(id="j", run_dir=run_dir, argv=["x"], pid=os.getpid(), started="now", cwd=".",
+                   log=run_dir / "job.log", resume_argv=["x"], stamps={})
+    assert job.status == {}, "nothing written yet"
+    (run_dir / "status.json").write_bytes(content.encode("latin-1"))
+    assert job.status == {}
+    (run_dir / "status.json").write_text('{"state": "running", "step": 3}')
+    assert job.status == {"state": "running", "step": 3}
+
+
 # The demo job and why jobs die
 
 

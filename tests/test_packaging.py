@@ -168,7 +168,7 @@ def test_readme_commands_install_the_locks_and_ci_runs_the_test_command():
 
 def test_tests_keep_the_fer_cache_out_of_the_home_directory(monkeypatch, tmp_path):
     """conftest points XDG_CACHE_HOME at a tmp dir; pasm's cache follows it, and falls back to ~/.cache/pasm."""
-    from pasm.mini_xception import default_cache_dir
+    from pasm.fer_teacher import default_cache_dir
 
     assert not default_cache_dir().is_relative_to(Path.home() / ".cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

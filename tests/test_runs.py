@@ -1,11 +1,13 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from pasm import runs
 from pasm.errors import PasmError
-from pasm.runs import Run
+from pasm.runs import Run, display_path, generation_order, read_json, read_run, runs_root
 
 CONFIG = {"data": "synth:/data/synth", "epochs": 3, "lam": 1.0, "arch": "small_cnn"}
 
@@ -105,3 +107,67 @@ def test_state_holds_only_data(run):
     run.state_path.write_bytes(run.state_path.read_bytes()[:50])
     with pytest.raises(PasmError, match="state.pt: unreadable resume state"):
         run.load_state()
+
+
+# The one JSON reader and the one runs directory
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"state": "runn', "damaged: not valid JSON"),
+    ("[1, 2]", "damaged: expected a JSON object"),
+    (b"\xff\xfe{}", r"unreadable \(UnicodeDecodeError"),
+])
+def test_read_json_names_the_damaged_file_in_one_line(tmp_path, content, reason):
+    path = tmp_path / "status.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(PasmError, match=reason) as error:
+        read_json(path)
+    assert error.value.what == str(path) and "\n" not in str(error.value)
+
+
+def test_read_json_reads_an_object_and_a_missing_file_is_none(tmp_path):
+    (tmp_path / "summary.json").write_text('{"generations": []}')
+    assert read_json(tmp_path / "summary.json") == {"generations": []}
+    assert read_json(tmp_path / "missing.json") is None
+
+
+def test_every_json_file_of_a_run_is_read_by_the_one_reader(tmp_path, monkeypatch):
+    run = Run(tmp_path / "run")
+    run.create(CONFIG)
+    run.write_status(state="running")
+    run.write_summary({"generations": []})
+    (run.path / "study.json").write_text("{}")
+    read = []
+    real = runs.read_json
+
+    def counted(path):
+        read.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(runs, "read_json", counted)
+    files = read_run(run.path)
+    assert not files.errors
+    assert sorted(read) == ["config.json", "status.json", "study.json", "summary.json"]
+
+
+def test_runs_root_reads_pasm_runs_at_every_call(tmp_path, monkeypatch):
+    monkeypatch.delenv("PASM_RUNS", raising=False)
+    assert runs_root() == Path("runs")
+    monkeypatch.setenv("PASM_RUNS", str(tmp_path / "elsewhere"))
+    assert runs_root() == tmp_path / "elsewhere"
+
+
+def test_display_path_is_relative_to_the_runs_directory_however_it_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    assert display_path(tmp_path / "runs" / "a", "runs") == "a"
+    assert display_path("runs/a", tmp_path / "runs") == "a"
+    assert display_path(tmp_path / "other", "runs") == str(tmp_path / "other")
+    monkeypatch.setenv("PASM_RUNS", str(tmp_path / "runs"))
+    assert display_path(tmp_path / "runs" / "a") == "a"
+
+
+def test_generations_sort_by_number_within_their_folder():
+    paths = [Path("b/gen10.safetensors"), Path("b/gen9.safetensors"), Path("a/x.pt"), Path("b/gen0.safetensors")]
+    assert [p.as_posix() for p in sorted(paths, key=generation_order)] == [
+        "a/x.pt", "b/gen0.safetensors", "b/gen9.safetensors", "b/gen10.safetensors"]

@@ -11,12 +11,11 @@ import torch
 
 from pasm.checkpoints import file_sha256, load_checkpoint, make_meta, save_checkpoint
 from pasm.cli import main
-from pasm.data import open_dataset
+from pasm.data.augment import BatchAugment
 from pasm.data.synth import CLASSES, write_synth
-from pasm.evaluate import uint8_transform
 from pasm.models import InputSpec, build_model
 from pasm.regions import box_masks
-from pasm.train import TrainConfig, TrainingImages, distillation_loss, train
+from pasm.train import TrainConfig, distillation_loss, erasing_masks, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,41 +62,37 @@ def test_distillation_loss_pulls_the_student_toward_the_teacher():
     assert (student.grad[:, 2] < 0).all()  # descending the gradient raises the teacher's class
 
 
-def test_samples_are_erased_at_rate_p(synth):
-    """Count over many loads: a sample comes with its region at rate p, and never without a region."""
-    spec = InputSpec(16, 3)
-    images = TrainingImages(open_dataset(synth, "train", uint8_transform(spec)), spec)
-    boxes = torch.tensor([[2, 2, 8, 8]]).repeat(len(images), 1)
+def test_samples_are_erased_at_rate_p():
+    """Over many batches a sample comes with its region at rate p, and never without a region."""
+    boxes = torch.tensor([[2, 2, 8, 8]]).repeat(30, 1)
     boxes[:6] = 0  # no region found for these: they must stay clean
-    images.regions, images.p = boxes, 0.3
+    index = torch.arange(30)
     torch.manual_seed(0)
-    loads = [images.__getitems__(list(range(len(images)))) for _ in range(40)]
-    erased = torch.stack([torch.stack([mask.any() for _, mask, _ in batch]) for batch in loads])
+    erased = torch.stack([erasing_masks(boxes, index, 0.3, 16).flatten(1).any(1) for _ in range(40)])
     assert not erased[:, :6].any()
     assert abs(erased[:, 6:].float().mean().item() - 0.3) < 0.05
-    images.p = 0.0
-    assert not any(mask.any() for _, mask, _ in images.__getitems__(list(range(len(images)))))
-    images.p = 1.0
-    assert all(mask.any() for _, mask, _ in images.__getitems__(list(range(6, len(images)))))
+    assert not erasing_masks(boxes, index, 0.0, 16).any()
+    masks = erasing_masks(boxes, index[6:], 1.0, 16)
+    assert torch.equal(masks, box_masks(boxes[6:], 16))
+    disks = box_masks(boxes, 16)
+    assert torch.equal(erasing_masks(disks, index[3:9], 1.0, 16), disks[3:9])
 
 
-def test_the_region_follows_the_augmentation(synth):
-    """Paint each region white on black: after flip, affine jitter and colour jitter the mask must
-    still cover exactly the bright pixels, and flipped samples must have their region on the other side."""
-    spec = InputSpec(32, 3)
-    images = TrainingImages(open_dataset(synth, "train", uint8_transform(spec)), spec)
-    boxes = torch.tensor([[2, 4, 12, 14]]).repeat(len(images), 1)  # left side of the image
-    images.regions, images.p = boxes, 1.0
-    images.cached = box_masks(boxes, 32).expand(-1, 3, -1, -1).to(torch.uint8) * 255
+def test_the_region_follows_the_augmentation():
+    """Paint each region white on black: after flip, affine jitter and colour jitter, drawn per sample on
+    the batch, the mask must still cover the bright pixels, and flipped samples must have their region on
+    the other side."""
+    boxes = torch.tensor([[2, 4, 12, 14]]).repeat(64, 1)  # left side of the image
+    masks = box_masks(boxes, 32)
+    images = masks.expand(-1, 3, -1, -1).float()
     torch.manual_seed(0)
-    flipped = 0
-    for image, mask, _ in images.__getitems__(list(range(len(images)))):
-        bright = image.mean(0) > 0.5
-        assert mask.dtype == torch.bool and mask.shape == (1, 32, 32)
-        agree = (bright == mask[0]).float().mean()
-        assert agree > 0.97, agree
-        flipped += int(mask[0, :, 16:].sum() > mask[0, :, :16].sum())
-    assert 0 < flipped < len(images)
+    augmented, moved = BatchAugment()(images, masks)
+    assert moved.dtype == torch.bool and moved.shape == (64, 1, 32, 32)
+    agree = ((augmented.mean(1) > 0.5) == moved[:, 0]).float().flatten(1).mean(1)
+    assert (agree > 0.97).all(), agree.min()
+    flipped = int((moved[:, 0, :, 16:].sum((1, 2)) > moved[:, 0, :, :16].sum((1, 2))).sum())
+    assert 0 < flipped < 64
+    assert not torch.equal(augmented[0], augmented[1]), "every sample draws its own parameters"
 
 
 def test_two_generations_write_a_complete_run(two_generations):

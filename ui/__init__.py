@@ -1,5 +1,5 @@
-"""The Streamlit app's own support code: session plumbing (``ui.state``), plotly figures (``ui.figures``)
-and the per-page computations behind them (``ui.analysis``).
+"""The Streamlit app's own support code: session plumbing and cached library calls (``ui.state``), job cards
+(``ui.jobs_view``) and plotly figures (``ui.figures`` and one module of figures per page concept).
 
-The library (``pasm``) never imports this package: everything that knows about streamlit or plotly lives here.
+Everything the app computes is the library's (``pasm``); the library never imports this package.
 """

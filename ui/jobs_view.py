@@ -7,7 +7,8 @@ import streamlit as st
 
 from pasm import jobs
 from pasm.errors import PasmError
-from ui import figures, state
+from pasm.runs import display_path, read_metrics
+from ui import run_figures, state
 
 LOG_LINES = 15
 RESUMABLE = ("stopped", "died", "failed")
@@ -26,6 +27,7 @@ def newest_job(run_dir, root):
 
 
 def progress_text(job, status):
+    """State, generation, epoch and, while the job runs, the time left, in one line under its progress bar."""
     parts = [job.state]
     if status.get("generation") is not None:
         parts.append(f"generation {status['generation']}")
@@ -33,9 +35,16 @@ def progress_text(job, status):
         parts.append(f"epoch {status['epoch']}")
     eta = status.get("eta_seconds")
     if isinstance(eta, (int, float)) and job.state in jobs.ACTIVE_STATES:
-        minutes, seconds = divmod(int(eta), 60)
-        parts.append(f"ETA {minutes} min {seconds:02d} s" if minutes else f"ETA {seconds} s")
+        minutes, seconds = divmod(round(eta), 60)
+        parts.append(f"about {minutes} min {seconds:02d} s left" if minutes else f"about {seconds} s left")
     return " · ".join(parts)
+
+
+def show_progress(job, status):
+    """The job's progress bar (status.json's ``progress``, 0 until the first step) with ``progress_text`` under it."""
+    progress = status.get("progress")
+    value = min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0
+    st.progress(value, text=progress_text(job, status))
 
 
 def show_failure(job, what="The job"):
@@ -73,13 +82,11 @@ def job_buttons(job, newest_of_run, root):
 def job_card(job, newest_of_run, root, metrics=True):
     """One job in a bordered box; ``metrics`` adds its curves (the Runs page draws the run's own)."""
     status = job.status
-    run = state.checkpoint_label(job.run_dir, root.resolve())
+    run = display_path(job.run_dir, root.resolve())
     with st.container(border=True):
         st.markdown(f"{STATE_ICONS.get(job.state, '')} **{run}** · {job.state} · job `{job.id}` · started "
                     f"{job.started[:19].replace('T', ' ')} UTC")
-        progress = status.get("progress")
-        value = min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0
-        st.progress(value, text=progress_text(job, status))
+        show_progress(job, status)
         show_failure(job)
         job_buttons(job, newest_of_run, root)
         with st.expander("Metrics and log" if metrics else "Log", expanded=job.state in jobs.ACTIVE_STATES):
@@ -91,9 +98,9 @@ def job_card(job, newest_of_run, root, metrics=True):
 
 def show_metrics(job):
     try:
-        records = state.read_metrics(job.run_dir / "metrics.jsonl")
+        records = read_metrics(job.run_dir / "metrics.jsonl")
     except PasmError as e:
         state.show_error(e)
         return
     if records:
-        st.plotly_chart(figures.training_curves(records, title="Latest metrics"), key=f"metrics_{job.id}")
+        st.plotly_chart(run_figures.training_curves(records, title="Latest metrics"), key=f"metrics_{job.id}")

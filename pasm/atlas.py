@@ -1,203 +1,31 @@
-"""What the Attack explorer and the Data set atlas compute, as plain functions of models and arrays.
+"""Where a teacher's attack points land over many faces of a data set, per class: the app's Data set atlas.
 
-No streamlit here: the pages call these and cache or store what they return, and the tests call them
-directly. Everything returned is numpy, plain Python or JSON-ready, so it can sit in session state.
+Faces are attacked batch by batch into running sums (``Atlas``): a density of points over the face,
+the share of points per facial region, how often the attack flipped the teacher and the average face.
+Region names come from SynthFER's fixed layout, the face mesh, or a thirds grid where no mesh fits.
 """
-import json
 import math
-import threading
-import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pasm import faces
-from pasm.attack import AttackConfig
-from pasm.emotions import class_mapping
-from pasm.erasing import SaliencyMap
-from pasm.errors import PasmError
-from pasm.mining import PasmRegions, RegionConfig, probabilities
-from pasm.report import crops_to_tensor, face_reports
+from . import faces
+from .attack import AttackConfig
+from .emotions import class_mapping
+from .errors import PasmError
+from .explorer import point_regions
+from .mining import PasmRegions
+from .report import to_uint8
+from .threads import one_thread
 
-ERASINGS = ("pasm", "random", "attention")
-# Face mesh needs more pixels than a model input has: regions are looked up on a crop this big.
-REGION_CROP_SIZE = 256
 # Data set images are upscaled to this side before the face mesh looks at them.
 MESH_INPUT_SIZE = 192
 GRID_REGIONS = ("brows/eyes", "nose", "mouth")
 LAYOUT_SYNTH = "SynthFER layout"
 LAYOUT_MESH = "face mesh"
 LAYOUT_GRID = "thirds grid"
-
-_threads_lock = threading.Lock()
-_single_threaded = {"users": 0, "saved": None}
-
-
-@contextmanager
-def single_threaded():
-    """Run torch on one CPU thread inside the block.
-
-    The app's work is one face or a small batch: a second OpenMP thread only adds waiting, and far more
-    when a training job holds the other core (measured on 2 busy cores: 0.3 s on one thread, 2-4 s on
-    two, for one explorer analysis). Nested and concurrent sessions share one count, so the thread
-    setting is restored only when the last one leaves.
-    """
-    with _threads_lock:
-        if _single_threaded["users"] == 0:
-            _single_threaded["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _single_threaded["users"] += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _single_threaded["users"] -= 1
-            if _single_threaded["users"] == 0:
-                torch.set_num_threads(_single_threaded["saved"])
-
-
-@dataclass
-class AttackSettings:
-    """The explorer's form: the attack budget and patch, and how the region is located and erased.
-
-    ``max_points`` None (the default) attacks until the prediction flips, as the paper does, under the
-    cap ``pasm.attack.flip_cap`` sets for the teacher's input size; a number is a fixed budget.
-    """
-
-    max_points: int | None = None
-    patch: int = 1
-    strategy: str = "densest"
-    area: float = 0.1
-    adaptive: bool = False
-    fill: str = "mean"
-
-    def attack_config(self):
-        budget = None if self.max_points is None else int(self.max_points)
-        return AttackConfig(max_points=budget, patch=int(self.patch))
-
-    def region_config(self):
-        return RegionConfig(strategy=self.strategy, area=float(self.area), adaptive=bool(self.adaptive), fill=self.fill)
-
-    def to_dict(self):
-        return asdict(self)
-
-
-def to_uint8(image):
-    """A CxHxW tensor in [0, 1] (1 or 3 channels) as HxWx3 uint8, the form pages and figures show."""
-    array = image.detach().cpu().float().clamp(0, 1).mul(255).round().to(torch.uint8).numpy().transpose(1, 2, 0)
-    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
-
-
-# Attack explorer
-
-
-def predict(checkpoint, crop, device="cpu"):
-    """``{class: probability}`` of one model on one face crop (HxWx3 uint8)."""
-    with single_threaded():
-        images = crops_to_tensor([crop], checkpoint.model.input_spec, device)
-        probs = probabilities(checkpoint.model, images)[0]
-    return {name: float(p) for name, p in zip(checkpoint.classes, probs)}
-
-
-def model_view(checkpoint, crop):
-    """The crop as the model receives it (its size, and grey for a one-channel model), for display."""
-    return to_uint8(crops_to_tensor([crop], checkpoint.model.input_spec)[0])
-
-
-def face_region_map(photo, face):
-    """A REGION_CROP_SIZE map of facial regions for the face (None: whole image), or None if no mesh fits.
-
-    The crop is aligned exactly like the model's crop, only bigger, so a point in the model's crop maps
-    to this map by a plain scale factor.
-    """
-    aligned = faces.align_face(photo, face, REGION_CROP_SIZE)
-    landmarks = faces.face_landmarks(aligned.crop)
-    return None if landmarks is None else faces.region_map(landmarks, REGION_CROP_SIZE)
-
-
-def point_regions(region_map, points, size):
-    """Region names under attack points given as pixel indices of a ``size`` crop."""
-    if region_map is None:
-        return None
-    if not len(points):
-        return []
-    scale = region_map.shape[0] / size
-    centres = (np.asarray(points, dtype=np.float64).reshape(-1, 2) + 0.5) * scale
-    return faces.regions_of_points(region_map, centres)
-
-
-def analyse_face(teacher, aligned, settings, student=None, region_map=None, device="cpu", seed=0):
-    """Everything the explorer shows for one face, from one ``pasm.report.face_reports`` call: the masks
-    shown are the ones the library located and erased."""
-    start = time.perf_counter()
-    with single_threaded():
-        reports, extras = face_reports(
-            teacher.model, teacher.classes, [aligned], settings.attack_config(), settings.region_config(),
-            student=student.model if student else None, student_classes=student.classes if student else None,
-            device=device, seed=seed)
-        report, images, located = reports[0], extras["images"], extras["located"]
-        saliency = SaliencyMap(teacher.model).attribute(images, located["pasm"].attack.labels)
-    return {
-        "report": report,
-        "settings": settings.to_dict(),
-        "classes": list(teacher.classes),
-        "student_classes": list(student.classes) if student else None,
-        "crop": to_uint8(images[0]),
-        "masks": {name: located[name].masks[0, 0].cpu().numpy() for name in ERASINGS},
-        "erased": {name: to_uint8(extras["erased"][name][0]) for name in ERASINGS},
-        "maps": {"Grad-CAM": located["attention"].cam[0, 0].cpu().numpy(), "saliency": saliency[0, 0].cpu().numpy()},
-        "point_regions": point_regions(region_map, report["points_crop"], images.shape[-1]),
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def result_json(result, image_name, teacher_path, student_path=None):
-    """The download: the report plus what produced it, so a result can be traced and redone."""
-    document = {
-        "image": image_name,
-        "teacher": str(teacher_path),
-        "student": str(student_path) if student_path else None,
-        "settings": result["settings"],
-        "classes": result["classes"],
-        "point_regions": result["point_regions"],
-        **result["report"],
-    }
-    return json.dumps(document, indent=2)
-
-
-def erasing_rows(result):
-    """One table row per erasing method: the teacher's (and student's) prediction after it and the confidence lost."""
-    report = result["report"]
-    rows = []
-    for name in ERASINGS:
-        entry = report["erasing"][name]
-        row = {"erasing": name, "teacher prediction": _label_with_confidence(entry["prediction"]),
-               "teacher confidence drop": round(entry["confidence_drop"], 3)}
-        if "student" in report:
-            student_entry = report["student"]["erasing"][name]
-            row["student prediction"] = _label_with_confidence(student_entry["prediction"])
-            row["student confidence drop"] = round(student_entry["confidence_drop"], 3)
-        rows.append(row)
-    return rows
-
-
-def _label_with_confidence(prediction):
-    return f"{prediction['label']} ({prediction['probs'][prediction['label']]:.2f})"
-
-
-# Data set atlas
-
-
-def sample_indices(length, count):
-    """``count`` indices spread evenly over a data set: class-sorted folders still give every class."""
-    count = max(0, min(int(count), length))
-    if count == 0:
-        return []
-    return sorted({int(i) for i in np.linspace(0, length - 1, count).round()})
 
 
 def synth_layout(size):
@@ -361,7 +189,7 @@ def map_dataset(teacher, dataset, indices, max_points=20, batch_size=32, labels=
     """
     pasm = PasmRegions(teacher.model, AttackConfig(max_points=int(max_points)))
     atlas = Atlas(teacher.classes, teacher.model.input_spec.size)
-    with single_threaded():
+    with one_thread():
         for start in range(0, len(indices), batch_size):
             batch = indices[start:start + batch_size]
             _map_batch(pasm, atlas, [dataset[i] for i in batch], labels, synth, device)

@@ -1,27 +1,29 @@
 """Attack benchmark: continuous batching vs one image at a time, distance to the fwd+bwd bound, mining memory, peers.
 
-    python -m bench.attack [--device cpu|cuda] [--arch small_cnn] [--size 64] [--batch 64] [--json OUT]
+    python -m bench.attack [--device cpu|cuda] [--arch small_cnn] [--size 64] [--batch 64] [--autocast] [--json OUT]
 
-Every figure is a ratio of times measured in this one run, on the same teacher and the same images
-(timed calls interleaved), so the ratios are comparable even on a busy machine. Without
-``--checkpoint`` a teacher is trained for a few seconds on SynthFER so that the attack has
-predictions worth flipping; the labels are the teacher's own predictions, as when mining.
+Every figure is a ratio of times measured in this one run, on the same teacher and the same images.
+The timed calls are interleaved and each keeps its least time over ``--repeats``: load from other
+processes only ever adds time, so the least-disturbed call is the fairest. Without ``--checkpoint`` a
+teacher is trained for a few seconds on SynthFER so that the attack has predictions worth flipping;
+the labels are the teacher's own predictions, as when mining. The teacher is frozen, as the trainer's.
 
-The figures (B = ``--batch``, N = ``--stream-batches`` x B images):
+The figures (B = ``--batch``; N = ``--stream-batches`` x B images; M = ``--mining-batches`` x B):
 
-- ``speedup``: images/s of ``PointAttack.stream(capacity=B)`` over the N images (continuous batching,
-  as mining runs) against each image attacked alone (``one_by_one``). ``single_batch_speedup`` is the
-  older figure: one batch of B images attacked together against the same B images one by one.
+- ``speedup``: images/s of ``PointAttack.stream(capacity=B)`` over the N images (continuous batching)
+  against each of them attacked alone (``one_by_one``). ``single_batch_speedup`` is the older figure:
+  one batch of B images attacked at once against the same B images one by one.
 - ``fwd_bwd_batching_speedup``: B x (one image's forward + backward) / (the batch's forward + backward),
   what batching buys the network itself; ``speedup_share_of_fwd_bwd`` = speedup / that (target >= 0.8).
-- ``mining_overhead_vs_points_used``: the wall time of ``pasm.mining.locate_all`` (attack + regions)
-  over the N images against ``bound_s`` = sum over images of (points used + 1) x fwd_bwd_batch_s / B:
-  every image pays its points plus the final forward that sees the flip (or the budget's end), each
-  at its share of a full batch's forward + backward (target <= 1.15). ``stream_steps`` against
-  ``ideal_steps`` (= that sum / B) shows the drain: when the source runs dry the batch empties, and a
-  half-empty step costs more than its images' share.
-- memory (``--memory-images M``): peak resident memory of a fresh interpreter mining M and 4M synthetic
-  images through ``locate_all`` (boxes), images made batch by batch so the data set is never held.
+- ``mining_overhead_vs_points_used``: wall time of ``pasm.mining.locate_all`` (attack + regions) on the
+  M images against ``bound_s`` = sum over those images of (points used + 1) x fwd_bwd_batch_s / B:
+  every image pays for its points plus the forward that sees its flip (or its budget's end), each at
+  its share of a full batch's forward + backward (target <= 1.15). M is larger than N because mining
+  is a data set's affair: once the source runs dry the batch drains, and its half-empty steps cost
+  more than their images' share. ``mining_profile`` times every step of one mining run:
+  ``full_step_over_fwd_bwd`` is the loop's own cost per full step, ``drain_share`` the drain's.
+- memory (``--memory-images K``): resident memory of a fresh interpreter mining K and 4K synthetic
+  images through ``locate_all`` (boxes), made batch by batch so the data set is never held whole.
 - peers: a plain per-image loop (the same greedy attack in a dozen lines, no batching bookkeeping) and
   torchattacks' JSMA when installed.
 """
@@ -441,17 +443,24 @@ def parse(argv):
     parser.add_argument("--memory-batch", type=int, default=256)
     parser.add_argument("--memory-points", type=int, default=3)
     parser.add_argument("--autocast", action="store_true", help="bf16/fp16 autocast, as AttackConfig(autocast=True)")
+    parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own choice)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
-    for option in ("batch", "stream_batches", "mining_batches", "max_points", "repeats", "size", "memory_batch", "memory_size", "memory_points"):
-        if getattr(args, option) < 1:
+    for option in ("batch", "stream_batches", "mining_batches", "max_points", "repeats", "size", "memory_batch", "memory_size",
+                   "memory_points", "threads"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    for option in ("peer_images", "memory_images", "train_images", "epochs"):
+        if getattr(args, option) < 0:
+            parser.error(f"--{option.replace('_', '-')} must be 0 or more")
     return args
 
 
 def main(argv=None):
     args = parse(argv)
     device = device_or_exit(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         model = teacher(args, device)
         report = {"date": now(), "machine": machine(device), "device": str(device), "arch": model.arch,

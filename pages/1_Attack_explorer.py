@@ -195,8 +195,10 @@ face = found[index] if index >= 0 else None
 aligned = align_face(photo, face, models.teacher.model.input_spec.size)
 region_map = state.face_region_map(digest, index, photo, face)  # cached; ready before the attack is asked for
 with crop_column:
-    st.plotly_chart(state.picture(explorer.model_view(models.teacher, aligned.crop),
-                                  title="Aligned crop (what the teacher sees)", height=300))
+    view_title("Aligned crop (what the teacher sees)")
+    size = models.teacher.model.input_spec.size
+    st.image(state.sharp_png(explorer.model_view(models.teacher, aligned.crop)),
+             caption=f"{size}×{size} px, as the teacher receives it", output_format="PNG")
     predictions = {"teacher": explorer.predict(models.teacher, aligned.crop, models.device)}
     if models.student is not None:
         predictions["student"] = explorer.predict(models.student, aligned.crop, models.device)

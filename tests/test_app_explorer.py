@@ -94,8 +94,9 @@ def test_explorer_shows_the_sample_face_its_crop_and_prediction(runs, teacher_fi
     assert until_flip.value and f"at most {flip_cap(32, 32)} points" in until_flip.label
     face_key = next(k for k in at.session_state.filtered_state if k.startswith("explorer_face_"))
     assert at.selectbox(key=face_key).value == 0
-    titles = chart_titles(at)
-    assert "Aligned crop (what the teacher sees)" in titles and "Prediction" in titles
+    assert "Prediction" in chart_titles(at)
+    assert "Aligned crop (what the teacher sees)" in view_titles(at)
+    assert image_captions(at) == [["32×32 px, as the teacher receives it"]]
     assert any("Run attack" in i.value for i in at.info)
 
 
@@ -111,7 +112,8 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     for expected in ("Located region and the erased face", "PASM, random and attention erasing at the same area",
                      "Where the teacher looks (for reference)"):
         assert expected in view_titles(at)
-    region, masks, erased, maps = image_captions(at)
+    crop, region, masks, erased, maps = image_captions(at)
+    assert crop == ["32×32 px, as the teacher receives it"]
     assert region == ["located region (box over the points)", "erased face"]
     assert [c.split(":")[0] for c in masks] == list(explorer.ERASINGS) and all("teacher says" in c for c in masks)
     assert erased == [f"{name}: erased" for name in explorer.ERASINGS]
@@ -175,7 +177,7 @@ def test_bad_uploads_are_errors_and_the_page_keeps_working(runs, teacher_file, n
     assert any(e.value.startswith(name) and reason in e.value for e in at.error), [e.value for e in at.error]
     at.radio[0].set_value("sample photo").run()
     no_exception(at)
-    assert not at.error and "Aligned crop (what the teacher sees)" in chart_titles(at)
+    assert not at.error and "Aligned crop (what the teacher sees)" in view_titles(at)
 
 
 def test_a_photo_without_a_face_warns_and_can_use_the_whole_image(runs, teacher_file):

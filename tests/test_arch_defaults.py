@@ -1,8 +1,11 @@
 """Every architecture learns with its own training defaults (pasm.options.ARCH_DEFAULTS, as TrainConfig
 resolves them): a few dozen steps on a tiny SynthFER sample bring its training loss clearly down. A recipe
 that leaves a net at chance (deep nets with SGD at 0.05 from scratch, say) fails here in seconds, long
-before a real run would show it. The measured figures behind the defaults are in docs/results.md.
+before a real run would show it. Memorising 64 faces is a low bar: it catches a recipe that does not
+train at all, not one that trains slowly.
 """
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -59,7 +62,9 @@ def test_each_architecture_learns_with_its_defaults(arch, faces, tmp_path):
             scheduler.step()
             losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))), losses
+    # Clearly below where it started, and below chance's loss (ln 7): a recipe whose first steps blow the loss
+    # up (resnets with SGD at 0.05) must not pass by falling back from there.
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < 0.8 * first, (
+    assert last < 0.8 * min(first, math.log(7)), (
         f"{arch} with {config.optimizer} lr {config.lr} wd {config.weight_decay} warm-up {config.warmup}: "
         f"loss {first:.3f} -> {last:.3f} ({[round(x, 2) for x in losses]})")

@@ -151,7 +151,8 @@ def test_region_images_show_the_box_the_points_and_both_faces():
 
 
 def test_region_images_draw_no_box_for_an_empty_region():
-    located, _ = attack_figures.region_images(np.zeros((8, 8, 3), np.uint8), [0, 0, 0, 0], np.zeros((8, 8, 3), np.uint8))
+    face = np.zeros((8, 8, 3), np.uint8)
+    located, _ = attack_figures.region_images(face, [0, 0, 0, 0], face)
     assert not np.all(png_pixels(located) == ImageColor.getrgb(figures.REGION_COLOUR), axis=-1).any()
 
 

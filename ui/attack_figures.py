@@ -12,12 +12,14 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from pasm.report import to_uint8
-from ui.figures import (MARGIN, REGION_COLOUR, SUBPLOT_TITLE_SIZE, box_shape, enlarged, heat_overlay, hide_axes,
-                        image_trace, picture, png_bytes, subplots, tinted)
+from ui.figures import (MARGIN, PNG_COMPRESS_LEVEL, REGION_COLOUR, SUBPLOT_TITLE_SIZE, box_shape, enlarged,
+                        heat_overlay, hide_axes, image_trace, picture, png_bytes, sharp_png, subplots, tinted)
 
 CHOSEN_COLOUR = "#00c853"
 OTHER_COLOUR = "#ffd600"
 MAX_DISPLAY_SIDE = 800
+# The attribution maps share half the page's width: two of them fit side by side at this size.
+MAP_SIDE = 192
 
 
 def photo_faces(photo, boxes, scores=None, chosen=0, max_side=MAX_DISPLAY_SIDE, title="Detected faces"):
@@ -108,20 +110,20 @@ def region_images(crop, box, erased, points=()):
     if box is not None and box[2] > box[0]:
         x0, y0, x1, y1 = (int(v) * scale for v in box)
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=REGION_COLOUR, width=max(2, scale - 1))
-    return [png_bytes(np.asarray(image)), png_bytes(enlarged(erased)[0])]
+    return [png_bytes(np.asarray(image)), sharp_png(erased)]
 
 
 def comparison_images(crop, masks, erased):
     """PNGs of each method's mask on the face (``"masks"``) and of the face it erases (``"erased"``), methods in
     ``masks``' order: the rows of the erasing comparison."""
-    return {"masks": [png_bytes(enlarged(tinted(crop, masks[name]))[0]) for name in masks],
-            "erased": [png_bytes(enlarged(erased[name])[0]) for name in masks]}
+    return {"masks": [sharp_png(tinted(crop, masks[name])) for name in masks],
+            "erased": [sharp_png(erased[name]) for name in masks]}
 
 
-def attribution_images(crop, maps):
+def attribution_images(crop, maps, side=MAP_SIDE):
     """PNGs of each map (HxW in [0, 1]: Grad-CAM, saliency) as a heat overlay on the face, 0 to the map's
     maximum on plotly's Inferno scale (black, purple, orange, pale yellow), in ``maps``' order."""
-    return [png_bytes(enlarged(heat_overlay(crop, maps[name]))[0]) for name in maps]
+    return [sharp_png(heat_overlay(crop, maps[name]), side) for name in maps]
 
 
 def region_counts(names, order, title="Facial regions the points fall in"):
@@ -155,7 +157,7 @@ def comparison_png(crop, masks, erased, captions=None, scale=4):
             draw.multiline_text((x, y), caption, fill="black", font=font)
             sheet.paste(Image.fromarray(tile).resize((size, size), Image.NEAREST), (x, y + text_height))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

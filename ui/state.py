@@ -279,7 +279,7 @@ def _figure_cache(builder):
     return st.cache_data(max_entries=32, show_spinner=False)(builder)
 
 
-picture = _figure_cache(figures.picture)
+sharp_png = _figure_cache(figures.sharp_png)
 prediction_bars = _figure_cache(attack_figures.prediction_bars)
 attack_points = _figure_cache(attack_figures.attack_points)
 trajectory = _figure_cache(attack_figures.trajectory)

@@ -15,6 +15,9 @@ The figures (B = ``--batch``; N = ``--stream-batches`` x B images; M = ``--minin
   one batch of B images attacked at once against the same B images one by one.
 - ``fwd_bwd_batching_speedup``: B x (one image's forward + backward) / (the batch's forward + backward),
   what batching buys the network itself; ``speedup_share_of_fwd_bwd`` = speedup / that (target >= 0.8).
+  Each pass time is that of a run of as many passes as the attack makes (one image: sum over the N
+  images of points used + 1; the batch: that sum over the M mined images / B), so that a bound and
+  what it bounds last about as long and meet the same load.
 - ``mining_overhead_vs_points_used``: wall time of ``pasm.mining.locate_all`` (attack + regions) on the
   M images against ``bound_s`` = sum over those images of (points used + 1) x fwd_bwd_batch_s / B:
   every image pays for its points plus the forward that sees its flip (or its budget's end), each at
@@ -41,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from bench.common import device_or_exit, machine, now, sync, timed_together, wall, write_report
+from bench.common import device_or_exit, machine, median, now, sync, timed_together, write_report
 from pasm.attack import AttackConfig, PointAttack
 from pasm.checkpoints import load_checkpoint
 from pasm.data.synth import SynthFERMemory
@@ -53,7 +56,6 @@ from pasm.train import fit_supervised
 
 SPEEDUP_SHARE_TARGET = 0.8
 MINING_OVERHEAD_TARGET = 1.15
-PASSES = 5  # forward + backward passes per timed call of the bound
 
 
 def synth_tensors(n, split, spec, seed):
@@ -115,16 +117,13 @@ class OneByOne:
         return sum(min(call[i] for call in self.calls) for i in range(count or len(self.images)))
 
 
-class Passes:
-    """``PASSES`` calls of ``fn`` per call, each timed alone: a single forward + backward is too short to time
-    once, and the least of all its times is comparable with the least step of a streamed run."""
-
-    def __init__(self, fn, device):
-        self.fn, self.device, self.least = fn, device, float("inf")
-
-    def __call__(self):
-        for _ in range(PASSES):
-            self.least = min(self.least, wall(self.fn, self.device))
+def fwd_bwd_run(model, images, labels, passes, autocast):
+    """``passes`` forward + backward passes back to back: a bound timed as long as what it bounds, so that load from
+    other processes weighs on both alike (single passes, timed alone, could dodge it where a long run cannot)."""
+    def run():
+        for _ in range(passes):
+            forward_backward(model, images, labels, autocast)
+    return run
 
 
 def plain_loop(model, image, label, budget, autocast):
@@ -159,7 +158,7 @@ def stream_schedule(steps, capacity):
 
 def step_profile(attack, chunks, capacity, device):
     """Batch size and wall time of every step of one streamed run (a forward pre-hook marks each step's start):
-    the least full step measures the loop's own cost per step, the rest is the drain once the source is dry."""
+    the median full step measures the loop's own cost per step, the rest is the drain once the source is dry."""
     marks = []
     hook = attack.model.register_forward_pre_hook(lambda module, inputs: marks.append((len(inputs[0]), time.perf_counter())))
     try:
@@ -173,7 +172,7 @@ def step_profile(attack, chunks, capacity, device):
     starts = [t for _, t in marks] + [end]
     steps = [(size, starts[i + 1] - starts[i]) for i, (size, _) in enumerate(marks)]
     full = [seconds for size, seconds in steps if size == capacity]
-    return {"steps": len(steps), "full_steps": len(full), "full_step_s": min(full) if full else None,
+    return {"steps": len(steps), "full_steps": len(full), "full_step_s": median(full) if full else None,
             "drain_s": sum(seconds for size, seconds in steps if size < capacity), "total_s": end - start}
 
 
@@ -197,26 +196,27 @@ def attack_figures(model, args, device):
         for i in range(count):
             plain_loop(model, images[i: i + 1], labels[i: i + 1], args.max_points, args.autocast)
 
+    streamed, mined = attack.stream(chunks(n), capacity=batch), locate_all(method, chunks(m), batch)[1]  # also warm-ups
+    one_passes, batch_passes = int((streamed.num_points + 1).sum()), round(float((mined.num_points + 1).sum()) / batch)
     one_by_one = OneByOne(attack, images[:n], labels[:n], device)
-    fwd_bwd_batch = Passes(lambda: forward_backward(model, images[:batch], labels[:batch], args.autocast), device)
-    fwd_bwd_one = Passes(lambda: forward_backward(model, images[:1], labels[:1], args.autocast), device)
     seconds = timed_together({
         "stream": lambda: attack.stream(chunks(n), capacity=batch),
         "mining": lambda: locate_all(method, chunks(m), batch),
         "single_batch": lambda: attack(images[:batch], labels[:batch]),
         "one_by_one": one_by_one,
         "plain_loop": plain,
-        "fwd_bwd_batch": fwd_bwd_batch,
-        "fwd_bwd_one": fwd_bwd_one,
-    }, device, args.repeats, warmups={"one_by_one": one_by_one.warm, "plain_loop": lambda: plain(2)})
-    seconds.update(one_by_one=one_by_one.seconds(), fwd_bwd_batch=fwd_bwd_batch.least, fwd_bwd_one=fwd_bwd_one.least)
-    streamed, mined = attack.stream(chunks(n), capacity=batch), locate_all(method, chunks(m), batch)[1]
+        "fwd_bwd_batch": fwd_bwd_run(model, images[:batch], labels[:batch], batch_passes, args.autocast),
+        "fwd_bwd_one": fwd_bwd_run(model, images[:1], labels[:1], one_passes, args.autocast),
+    }, device, args.repeats, warmups={"one_by_one": one_by_one.warm, "plain_loop": lambda: plain(2),
+                                      "stream": lambda: None, "mining": lambda: None})
+    seconds.update(one_by_one=one_by_one.seconds(), fwd_bwd_batch=seconds["fwd_bwd_batch"] / batch_passes,
+                   fwd_bwd_one=seconds["fwd_bwd_one"] / one_passes)
     report = ratios(seconds, one_by_one.seconds(batch), streamed, mined, batch)
     return {**report, **drain_figures(step_profile(attack, lambda: chunks(m), batch, device), seconds["fwd_bwd_batch"])}
 
 
 def drain_figures(profile, fwd_bwd_batch_s):
-    """Where mining's time over the bound goes: each full step's own cost, and the drain at the end."""
+    """Where mining's time over the bound goes: a full step's own cost (median), and the drain at the end."""
     full = profile["full_step_s"]
     return {"mining_profile": profile,
             "full_step_over_fwd_bwd": full / fwd_bwd_batch_s if full else None,

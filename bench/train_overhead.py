@@ -52,18 +52,23 @@ def parse(argv):
     parser.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own choice)")
     parser.add_argument("--work", help="where the runs go (default: a temporary directory, removed after)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     if "pasm" not in args.arms or not set(args.arms) <= {"none", "pasm"}:
         parser.error("--arms must be pasm or none,pasm")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     return args
 
 
 def main(argv=None):
     args = parse(argv)
     device = device_or_exit(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not (Path(args.data) / "manifest.json").exists():
         write_synth(args.data, train=args.train_images, test=args.test_images, size=args.size or 64, seed=0)
     work = Path(args.work or tempfile.mkdtemp(prefix="pasm-overhead-"))
@@ -84,13 +89,7 @@ def config(args, data, **fields):
 
 def measure(data, work, args, device):
     """The arms, alternated ``repeats`` times, then their ratios; bare compute is timed around each PASM run."""
-    teacher, teacher_seconds = args.teacher, None
-    if teacher is None:
-        started = time.monotonic()
-        train(config(args, data, generations=0, epochs=args.teacher_epochs), work / "teacher", device=str(device),
-              workers=args.workers)
-        teacher_seconds = time.monotonic() - started
-        teacher = str(work / "teacher" / "gen0.safetensors")
+    teacher, teacher_seconds = teacher_checkpoint(data, work, args, device)
     runs, epochs, compute = {arm: [] for arm in args.arms}, [], []
     for repeat in range(args.repeats):
         for arm in args.arms:
@@ -102,13 +101,20 @@ def measure(data, work, args, device):
             if arm == "pasm":
                 epochs += epoch_seconds(work / f"{arm}-{repeat}")
                 compute.append(compute_step_seconds(cfg, teacher, device))
-    steps = steps_per_epoch(cfg)
     report = {"date": now(), "machine": machine(device), "device": str(device), "arch": cfg.arch, "size": cfg.size,
               "batch": cfg.batch, "epochs": args.epochs, "repeats": args.repeats,
               "teacher_seconds": teacher_seconds and round(teacher_seconds, 1)}
-    report.update(arm_ratios(runs))
-    report.update(step_figures(epochs, steps, compute))
-    return report
+    return {**report, **arm_ratios(runs), **step_figures(epochs, steps_per_epoch(cfg), compute)}
+
+
+def teacher_checkpoint(data, work, args, device):
+    """``--teacher``, or one trained here first (and how long that took)."""
+    if args.teacher:
+        return args.teacher, None
+    started = time.monotonic()
+    train(config(args, data, generations=0, epochs=args.teacher_epochs), work / "teacher", device=str(device),
+          workers=args.workers)
+    return str(work / "teacher" / "gen0.safetensors"), time.monotonic() - started
 
 
 def arm_ratios(runs):
@@ -152,6 +158,20 @@ def steps_per_epoch(cfg):
 
 def compute_step_seconds(cfg, teacher_path, device):
     """Median wall time of one bare training step at the run's batch (after two warm-up steps)."""
+    step = bare_step(cfg, teacher_path, device)
+    times = []
+    for _ in range(COMPUTE_STEPS + 2):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return median(times[2:])
+
+
+def bare_step(cfg, teacher_path, device):
+    """One training step with nothing around it: the student (from the teacher's weights, as students start)
+    and its optimizer as ``cfg`` makes them, on random images already on the device."""
     teacher = load_checkpoint(teacher_path, device=device).model.eval().requires_grad_(False)
     student = build_model(cfg.arch, teacher.num_classes, teacher.input_spec).to(device).train()
     student.load_state_dict(teacher.state_dict())
@@ -160,7 +180,7 @@ def compute_step_seconds(cfg, teacher_path, device):
     spec = teacher.input_spec
     images = torch.rand(cfg.batch, spec.channels, spec.size, spec.size, device=device)
     labels = torch.randint(0, teacher.num_classes, (cfg.batch,), device=device)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def step():
         logits = student(images)
@@ -171,14 +191,7 @@ def compute_step_seconds(cfg, teacher_path, device):
         loss.backward()
         optimizer.step()
 
-    times = []
-    for i in range(COMPUTE_STEPS + 2):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return median(times[2:])
+    return step
 
 
 def _median_seconds(entries):

@@ -88,54 +88,65 @@ def view_title(text):
     st.markdown(f"**{text}**")
 
 
-def show_attack(result):
+def result_views(result, image_name, models):
+    """Everything the result shows, drawn (or taken from the cache, ui.state) before any of it is sent: the browser
+    then gets the whole result at once and lays the page out once, not once per view as each is drawn."""
     report, crop, classes = result["report"], result["crop"], result["classes"]
+    points = report["points_crop"]
+    if "png" not in result:
+        result["png"] = state.comparison_png(crop, result["masks"], result["erased"], comparison_captions(result))
+    return {
+        "points": state.attack_points(crop, points, report["point_scores"], report["trajectory"], classes),
+        "trajectory": state.trajectory(report["trajectory"], classes,
+                                       attacked=classes.index(report["prediction"]["label"])),
+        "region": state.region_images(crop, report["region"]["box"], result["erased"]["pasm"], points),
+        "comparison": state.comparison_images(crop, result["masks"], result["erased"]),
+        "maps": state.attribution_images(crop, result["maps"]),
+        "regions": state.region_counts(result["point_regions"], REGIONS)
+        if result["point_regions"] is not None else None,
+        "json": explorer.result_json(result, image_name, models.teacher.path,
+                                     models.student.path if models.student else None),
+    }
+
+
+def show_attack(views):
     left, right = st.columns(2)
-    left.plotly_chart(state.attack_points(crop, report["points_crop"], report["point_scores"], report["trajectory"],
-                                          classes))
-    right.plotly_chart(state.trajectory(report["trajectory"], classes,
-                                        attacked=classes.index(report["prediction"]["label"])))
+    left.plotly_chart(views["points"])
+    right.plotly_chart(views["trajectory"])
     view_title("Located region and the erased face")
-    st.image(state.region_images(crop, report["region"]["box"], result["erased"]["pasm"], report["points_crop"]),
-             caption=["located region (box over the points)", "erased face"], output_format="PNG")
+    st.image(views["region"], caption=["located region (box over the points)", "erased face"], output_format="PNG")
 
 
-def show_comparison(result):
+def show_comparison(views, result):
     view_title("PASM, random and attention erasing at the same area")
-    images = state.comparison_images(result["crop"], result["masks"], result["erased"])
     captions = comparison_captions(result)
-    st.image(images["masks"], caption=[captions[n] for n in result["masks"]], output_format="PNG")
-    st.image(images["erased"], caption=[f"{n}: erased" for n in result["masks"]], output_format="PNG")
+    st.image(views["comparison"]["masks"], caption=[captions[n] for n in result["masks"]], output_format="PNG")
+    st.image(views["comparison"]["erased"], caption=[f"{n}: erased" for n in result["masks"]], output_format="PNG")
     st.dataframe(explorer.erasing_rows(result), hide_index=True, width="stretch")
     st.caption("Confidence drop: how much probability the originally predicted class lost after erasing; "
                "a more informative region costs more.")
 
 
-def show_references(result):
+def show_references(views, result):
     maps, regions = st.columns(2)
     with maps:
         view_title("Where the teacher looks (for reference)")
-        st.image(state.attribution_images(result["crop"], result["maps"]), caption=list(result["maps"]),
-                 output_format="PNG")
+        st.image(views["maps"], caption=list(result["maps"]), output_format="PNG")
         st.caption("Captum Grad-CAM at the last convolutional block and vanilla gradient saliency, for reference; "
                    "colour from 0 (black) through purple and orange to each map's maximum (pale yellow).")
     with regions:
-        if result["point_regions"] is None:
+        if views["regions"] is None:
             st.info("The face mesh found no face in the crop, so the points cannot be given region names.")
         else:
-            st.plotly_chart(state.region_counts(result["point_regions"], REGIONS))
+            st.plotly_chart(views["regions"])
             st.caption("Regions from the mediapipe face mesh on the aligned crop (pasm.faces.region_map).")
 
 
-def show_downloads(result, image_name, models):
+def show_downloads(views, result):
     """Downloads leave the page as it is (``on_click="ignore"``): saving a file needs no rerun."""
-    if "png" not in result:
-        result["png"] = state.comparison_png(result["crop"], result["masks"], result["erased"],
-                                             comparison_captions(result))
     left, right = st.columns(2)
-    left.download_button("Download the result (JSON)", explorer.result_json(
-        result, image_name, models.teacher.path, models.student.path if models.student else None),
-        file_name="pasm_attack.json", mime="application/json", on_click="ignore")
+    left.download_button("Download the result (JSON)", views["json"], file_name="pasm_attack.json",
+                         mime="application/json", on_click="ignore")
     right.download_button("Download the comparison (PNG)", result["png"], file_name="pasm_comparison.png",
                           mime="image/png", on_click="ignore")
 
@@ -162,11 +173,12 @@ def attack_and_results(models, aligned, region_map, digest, index, image_name):
     if result is None:
         st.info("Choose the attack settings and press **Run attack**.")
         return
+    views = result_views(result, image_name, models)
     show_summary(result)
-    show_attack(result)
-    show_comparison(result)
-    show_references(result)
-    show_downloads(result, image_name, models)
+    show_attack(views)
+    show_comparison(views, result)
+    show_references(views, result)
+    show_downloads(views, result)
 
 
 st.title("Attack explorer")

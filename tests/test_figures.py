@@ -85,7 +85,7 @@ def test_attack_points_numbers_points_and_tells_the_prediction_after_each():
                                        classes)
     points = [t for t in fig.data if t.type == "scatter"][0]
     assert list(points.x) == [1.5, 5.5] and list(points.y) == [2.5, 6.5]
-    assert list(points.text) == ["1", "2"]
+    assert list(points.text) == ["1", "2"] and list(points.marker.color) == [1, 2], "numbered and coloured in order"
     assert "after it: happy (0.70)" in points.hovertext[0]
     assert "after it: sad (0.60)" in points.hovertext[1]
     assert "gradient score 0.125" in points.hovertext[1]

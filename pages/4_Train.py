@@ -13,7 +13,7 @@ from pasm.checkpoint_store import find_checkpoints, summary_line
 from pasm.cli import train_command
 from pasm.errors import PasmError
 from pasm.evaluate import default_split
-from pasm.options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from pasm.options import ARCH_DEFAULTS, ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
 from pasm.runs import display_path, runs_root
 from pasm.train import TrainConfig
 from ui import jobs_view, state
@@ -112,18 +112,21 @@ def region_fields(column):
 def rare_fields(teacher_meta):
     """Options most runs leave alone; blank ones are TrainConfig's None: the architecture's or optimiser's default."""
     optimiser, data, other = st.columns(3)
-    rates = ", ".join(f"{lr:g} for {name}" for name, (lr, _) in OPTIMIZERS.items())
-    decays = ", ".join(f"{decay:g} for {name}" for name, (_, decay) in OPTIMIZERS.items())
+    defaults = "; ".join(f"{arch}: {opt}, lr {lr:g}, decay {decay:g}, warm-up {warmup}"
+                         for arch, (opt, lr, decay, warmup) in ARCH_DEFAULTS.items())
+    others = ", ".join(f"{name} {lr:g} / {decay:g}" for name, (lr, decay) in OPTIMIZERS.items())
+    blank = (f"Blank: the architecture's default ({defaults}). Another optimiser than the architecture's starts "
+             f"from its own (lr / decay: {others}).")
     size_label = "Input size in pixels (blank: the architecture's)"
     if teacher_meta:
         size = data.number_input(size_label, value=teacher_meta["input"]["size"], disabled=True, help=FROM_TEACHER)
     else:
         size = data.number_input(size_label, 16, 1024, DEFAULTS["size"], 1)
     return {"optimizer": choice(optimiser, "Optimiser", list(OPTIMIZERS), "optimizer"),
-            "lr": optimiser.number_input(f"Learning rate (blank: {rates})", 0.0, None, DEFAULTS["lr"], 0.001,
-                                         format="%g", help="The peak of the cosine schedule."),
-            "weight_decay": optimiser.number_input(f"Weight decay (blank: {decays})", 0.0, None,
-                                                   DEFAULTS["weight_decay"], 0.0001, format="%g"),
+            "lr": optimiser.number_input("Learning rate (blank: the architecture's)", 0.0, None, DEFAULTS["lr"], 0.001,
+                                         format="%g", help=f"The peak of the cosine schedule. {blank}"),
+            "weight_decay": optimiser.number_input("Weight decay (blank: the architecture's)", 0.0, None,
+                                                   DEFAULTS["weight_decay"], 0.0001, format="%g", help=blank),
             "label_smoothing": optimiser.number_input("Label smoothing", 0.0, 0.99, DEFAULTS["label_smoothing"], 0.05),
             "size": size,
             "limit": data.number_input("Use only the first N training images (blank: all)", 2, 10**8,

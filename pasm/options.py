@@ -22,7 +22,7 @@ RECIPES = {
                        "optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "warmup": 1, "label_smoothing": 0.0},
 }
 ARCH_DEFAULTS = {
-    "small_cnn": ("sgd", 0.05, 5e-4, 0),
+    "small_cnn": ("adamw", 3e-3, 5e-4, 1),
     "resnet18": ("adamw", 1e-3, 0.05, 1),
     "resnet50": ("adamw", 1e-3, 0.05, 1),
     "mobilenet_v3_small": ("adamw", 2e-3, 0.01, 1),

@@ -181,7 +181,7 @@ def test_the_form_offers_teacher_init_optimiser_lr_and_remining(runs):
     assert widget(at.selectbox, "Students start from").options == ["teacher", "scratch"]
     assert widget(at.selectbox, "Optimiser").options == ["sgd", "adamw"]
     learning_rate = next(w for w in at.number_input if w.label.startswith("Learning rate"))
-    assert learning_rate.value is None and "0.05 for sgd" in learning_rate.label
+    assert learning_rate.value is None and "small_cnn: adamw, lr 0.003" in learning_rate.help
     assert widget(at.number_input, "Re-mine the regions with the student every K epochs (0: never)").value == 0
     rare = next(e for e in at.expander if e.label.startswith("Optimiser"))  # the rarely changed options, folded
     assert [w.label for w in rare.selectbox] == ["Optimiser"] and len(rare.number_input) >= 6

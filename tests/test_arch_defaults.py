@@ -14,7 +14,7 @@ from pasm.data.synth import SynthFERMemory
 from pasm.data.transforms import eval_transform
 from pasm.models import InputSpec, build_model, default_input_spec
 from pasm.options import ARCHITECTURES
-from pasm.train import TrainConfig, warmup_cosine
+from pasm.train import TrainConfig, make_optimizer, warmup_cosine
 
 SIZE, IMAGES, BATCH, EPOCHS = 32, 64, 16, 8  # 4 steps an epoch, 32 steps in all
 STEPS_PER_EPOCH = IMAGES // BATCH
@@ -31,13 +31,9 @@ def faces():
 
 
 def optimizer_and_schedule(model, config):
-    """As ``Trainer._optimizer`` builds them: Nesterov SGD (momentum 0.9) or AdamW at the config's rate and
-    decay, then ``warmup_cosine`` over the run with ``config.warmup`` epochs of linear warm-up."""
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                                    weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    """As the trainer builds them: ``make_optimizer``, then ``warmup_cosine`` over the run with ``config.warmup``
+    epochs of linear warm-up."""
+    optimizer = make_optimizer(model.parameters(), config)
     return optimizer, warmup_cosine(optimizer, config.epochs * STEPS_PER_EPOCH, config.warmup * STEPS_PER_EPOCH)
 
 

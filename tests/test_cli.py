@@ -221,7 +221,7 @@ def test_train_argv_reads_back_to_the_same_config(tmp_path):
     weights = tmp_path / "imagenet.pth"
     weights.write_bytes(b"weights")
     changed = TrainConfig(data="synth:data/synth", arch="resnet18", size=48, generations=3, epochs=2, batch=8,
-                          optimizer="adamw", lr=0.002, weight_decay=0.01, warmup=2, label_smoothing=0.1, erasing="random",
+                          optimizer="sgd", lr=0.002, weight_decay=0.01, warmup=2, label_smoothing=0.1, erasing="random",
                           distill=False, lam=0.5, tau=2.0, p=0.25, init_from="scratch", region="centroid", area=0.2, adaptive=True,
                           fill="noise", max_points=5, remine_every=2, seed=7, limit=100, split="val",
                           teacher=str(tmp_path / "teacher.safetensors"), init=str(weights))

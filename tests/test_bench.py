@@ -83,6 +83,24 @@ def test_the_app_benchmark_refuses_a_missing_checkpoint_in_one_line(tmp_path):
     assert str(missing) in run.stderr and "no such file" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_the_erased_regions_benchmark_counts_every_face_once_per_method(tmp_path):
+    from bench.erased_regions import METHODS
+    from bench.erased_regions import main as erased_regions
+    from pasm.checkpoints import make_meta, save_checkpoint
+    from pasm.data.synth import CLASSES, REGIONS, write_synth
+    from pasm.models import InputSpec, build_model
+
+    write_synth(tmp_path / "synth", train=14, test=7, size=24, seed=0)
+    model = build_model("small_cnn", len(CLASSES), InputSpec(24, 3))
+    save_checkpoint(tmp_path / "teacher.safetensors", model, make_meta(model, CLASSES))
+    report = erased_regions(["--checkpoint", str(tmp_path / "teacher.safetensors"), "--data", str(tmp_path / "synth"),
+                             "--json", str(tmp_path / "regions.json")])
+    assert json.loads((tmp_path / "regions.json").read_text()) == report and report["faces"] == 14
+    for name in METHODS:
+        assert set(report[name]) == {*REGIONS, "no cue", "no region"} and sum(report[name].values()) == 14
+    assert report["random"]["no region"] == 0  # random erasing always places a window
+
+
 def test_pasm_has_no_bench_command():
     from pasm.cli import build_parser
 

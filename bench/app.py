@@ -168,6 +168,7 @@ def main(argv=None):
               "computed_s": median([t["computed_s"] for t in trials])}
     report["sending_and_drawing_s"] = report["click_to_figures_s"] - report["computed_s"]
     write_report(report, args.json)
+    return report
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from bench.common import device_or_exit, machine, median, now, sync, timed_together, write_report
+from bench.common import device_and_threads, machine, median, now, sync, timed_together, write_report
 from pasm.attack import AttackConfig, PointAttack
 from pasm.checkpoints import load_checkpoint
 from pasm.data.synth import SynthFERMemory
@@ -458,9 +458,7 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    device = device_or_exit(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = device_and_threads(args.device, args.threads)
     try:
         model = teacher(args, device)
         report = {"date": now(), "machine": machine(device), "device": str(device), "arch": model.arch,

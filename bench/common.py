@@ -23,6 +23,14 @@ def device_or_exit(name):
     return device
 
 
+def device_and_threads(name, threads=None):
+    """The benchmark's device (``device_or_exit``), with torch's intra-op threads set when ``threads`` is given."""
+    device = device_or_exit(name)
+    if threads:
+        torch.set_num_threads(threads)
+    return device
+
+
 def sync(device):
     """CUDA runs asynchronously: a wall time means something only after the device has caught up."""
     if device.type == "cuda":

@@ -11,15 +11,15 @@ it covers most, "no cue" when it covers none, "no region" when the method locate
 """
 import argparse
 import collections
-import json
 from pathlib import Path
 
 import torch
 
 from bench.common import now, write_report
 from pasm.checkpoints import load_checkpoint
-from pasm.data.synth import REGIONS, SynthFERMemory
+from pasm.data.synth import REGIONS, SynthFERMemory, read_manifest
 from pasm.data.transforms import eval_transform
+from pasm.errors import DataError
 from pasm.mining import RegionConfig, region_method
 
 METHODS = ("pasm", "random", "attention")
@@ -33,14 +33,20 @@ def parse(argv):
     parser.add_argument("--seed", type=int, default=0, help="random erasing's generator")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
-    if not (Path(args.data) / "manifest.json").is_file():
-        parser.error(f"--data {args.data}: no SynthFER manifest.json there")
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    try:
+        splits = read_manifest(args.data)["splits"]
+    except DataError as e:
+        parser.error(str(e))
+    if args.split not in splits:
+        parser.error(f"--split {args.split}: {args.data} has {', '.join(splits)}")
     return args
 
 
 def faces(data_dir, split, spec):
     """The split's faces as the model sees them, their labels, and each region's cue mask (N, S, S) bool."""
-    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    manifest = read_manifest(data_dir)
     data = SynthFERMemory(manifest["splits"][split]["count"], split, size=manifest["size"], seed=manifest["seed"],
                           transform=eval_transform(spec), cues=manifest.get("cue_design", "exclusive"))
     images, labels = zip(*(data[i] for i in range(len(data))))

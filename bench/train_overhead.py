@@ -16,7 +16,6 @@ that moves. Reports as JSON:
   device. What is above 1 is what the epoch adds: loading, augmenting and erasing the batch, bookkeeping.
 """
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -25,13 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.common import device_or_exit, machine, median, now, sync, write_report
+from bench.common import device_and_threads, machine, median, now, sync, write_report
 from pasm.checkpoints import load_checkpoint
 from pasm.data import open_dataset
 from pasm.data.synth import write_synth
 from pasm.errors import PasmError
 from pasm.models import build_model
-from pasm.runs import Run
+from pasm.runs import Run, read_metrics
 from pasm.train import TrainConfig, distillation_loss, make_optimizer, train
 
 COMPUTE_STEPS = 10  # bare steps timed per measurement, before and after each PASM generation
@@ -66,9 +65,7 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    device = device_or_exit(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = device_and_threads(args.device, args.threads)
     if not (Path(args.data) / "manifest.json").exists():
         write_synth(args.data, train=args.train_images, test=args.test_images, size=args.size or 64, seed=0)
     work = Path(args.work or tempfile.mkdtemp(prefix="pasm-overhead-"))
@@ -144,8 +141,7 @@ def step_figures(epochs, steps, compute):
 
 def epoch_seconds(run_dir):
     """The student generation's epoch wall times, as the trainer recorded them (metrics.jsonl)."""
-    lines = Run(run_dir).metrics_path.read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = read_metrics(Run(run_dir).metrics_path)
     return [r["seconds"] for r in records if r.get("kind") == "epoch" and r.get("generation", 0) > 0]
 
 

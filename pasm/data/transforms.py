@@ -31,16 +31,3 @@ def decode_all(dataset, batch_size=256, workers=0):
         images.append(torch.as_tensor(batch))
         labels.append(torch.as_tensor(targets))
     return torch.cat(images), torch.cat(labels).long()
-
-
-def train_transform(input_spec):
-    """The usual FER augmentation: flips, a small affine jitter, and colour jitter."""
-    return v2.Compose(
-        [
-            *_decode(input_spec),
-            v2.RandomHorizontalFlip(),
-            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1)),
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
-    )

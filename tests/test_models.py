@@ -62,3 +62,14 @@ def test_batch_norm_statistics_follow_a_short_training(arch):
         hook.remove()
     for begin, norm in zip(start, norms):
         assert (norm.running_mean - seen[norm]).norm() <= 0.2 * (begin - seen[norm]).norm() + 1e-6
+
+
+def test_only_resnet50_starts_its_residual_blocks_as_the_identity():
+    """ResNet-50's defaults learn from scratch only with each block's last batch norm starting at zero (see
+    pasm.models); ResNet-18 learns better without it."""
+    deep = build_model("resnet50", 7, InputSpec(32, 3)).backbone
+    shallow = build_model("resnet18", 7, InputSpec(32, 3)).backbone
+    deep_blocks = [block for layer in (deep.layer1, deep.layer2, deep.layer3, deep.layer4) for block in layer]
+    shallow_blocks = [block for layer in (shallow.layer1, shallow.layer2, shallow.layer3, shallow.layer4) for block in layer]
+    assert all(torch.count_nonzero(block.bn3.weight) == 0 for block in deep_blocks)
+    assert all(torch.count_nonzero(block.bn2.weight) == block.bn2.weight.numel() for block in shallow_blocks)

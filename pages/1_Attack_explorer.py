@@ -1,7 +1,5 @@
 """Attack explorer: one face, the teacher's point attack on it, and PASM's erasing beside random and
 attention erasing at the same area."""
-import importlib
-
 import streamlit as st
 
 from pasm import explorer
@@ -58,9 +56,8 @@ def settings_form(input_size):
         area = middle.slider("Region area (fraction of the face)", 0.02, 0.5, 0.10, 0.01)
         adaptive = right.checkbox("Adaptive region size", help="Window side from the spread of the points.")
         fill = right.selectbox("Fill", FILLS, index=FILLS.index("mean"), help="What the erased region is filled with.")
-        run = st.form_submit_button("Run attack", type="primary")
-    settings = explorer.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
-    return settings, run
+        st.form_submit_button("Run attack", type="primary")
+    return explorer.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
 
 
 def show_summary(result):
@@ -151,28 +148,23 @@ def show_downloads(views, result):
                           mime="image/png", on_click="ignore")
 
 
-def prepare_table():
-    """st.dataframe needs pandas, whose first import takes half a second or more (once per server process): it is
-    imported while the person looks at the face and sets the attack, not after the click that asks for the table."""
-    importlib.import_module("pandas")
-
-
 @st.fragment
 def attack_and_results(models, aligned, region_map, digest, index, image_name):
     """The settings form and what the attack shows. A fragment: pressing **Run attack** reruns only this part,
-    so the photo, the crop and the predictions above stay as they are, neither recomputed nor redrawn."""
-    settings, run = settings_form(models.teacher.model.input_spec.size)
+    so the photo, the crop and the predictions above stay as they are, neither recomputed nor redrawn.
+
+    A face is attacked with the form's settings as soon as it is chosen, so its first result needs no click. Every
+    later result then replaces views already on the page, in the same places: the browser updates each figure in
+    place instead of building it anew, which halves what a click costs it (docs/benchmarks.md, app)."""
+    settings = settings_form(models.teacher.model.input_spec.size)
     key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
            tuple(settings.to_dict().items()))
     results = state.session_results("explorer")
-    if run and key not in results:
+    if key not in results:
         with state.stop_on_error():
             results[key] = explorer.analyse_face(models.teacher, aligned, settings, student=models.student,
                                                  region_map=region_map, device=models.device)
-    result = results.get(key)
-    if result is None:
-        st.info("Choose the attack settings and press **Run attack**.")
-        return
+    result = results[key]
     views = result_views(result, image_name, models)
     show_summary(result)
     show_attack(views)
@@ -216,5 +208,4 @@ with crop_column:
         predictions["student"] = explorer.predict(models.student, aligned.crop, models.device)
     st.plotly_chart(state.prediction_bars(predictions))
 
-prepare_table()
 attack_and_results(models, aligned, region_map, digest, index, image_name)

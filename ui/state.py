@@ -8,11 +8,13 @@ that survive page changes.
 The work itself is the library's (pasm.checkpoint_store, pasm.runs, pasm.faces); this module only
 caches it and draws it.
 """
+import gc
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas  # noqa: F401  (st.dataframe's; imported here, before the freeze below, not on a page's first table)
 import streamlit as st
 
 from pasm import runs
@@ -35,6 +37,12 @@ TEACHER_KEY = "pasm_teacher"
 STUDENT_KEY = "pasm_student"
 _FROM_FILE = "from the file's metadata"
 MARKDOWN_SPECIALS = "\\`*_[]<>#|~$"
+# One server process serves every session, and its heap holds half a million objects that live as long as it does
+# (torch, plotly, pandas, streamlit, pasm, and mediapipe when a page imported it first). A full garbage collection walked
+# them all, 0.25 s on 2 cores, one or two times per attack result on the Attack explorer, stalling the result mid-send.
+# Frozen (moved to CPython's permanent generation), they are no longer walked; what sessions create later is collected
+# as before.
+gc.freeze()
 
 
 def app_device():

@@ -2,6 +2,8 @@
 import io
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -151,6 +153,16 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     assert Image.open(io.BytesIO(result["png"])).format == "PNG"
     rows = at.dataframe[0].value
     assert list(rows["erasing"]) == ["pasm", "random", "attention"]
+
+
+def test_the_server_freezes_the_objects_its_imports_leave():
+    """Full garbage collections stalled each result mid-send for a quarter of a second (docs/benchmarks.md, app): they
+    must not walk the server's long-lived objects. Importing the app's session plumbing in a fresh interpreter leaves
+    them in CPython's permanent generation."""
+    script = "import gc, ui.state; print(gc.get_freeze_count())"
+    frozen = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, check=True)
+    assert int(frozen.stdout) > 100_000
 
 
 def test_same_settings_reuse_the_result_and_new_settings_recompute(runs, teacher_file, attack_calls):

@@ -1,13 +1,12 @@
 """The app in a real browser: Debian's headless Chromium, driven by Playwright, against `streamlit run app.py`.
 
-A person's path through the app: upload a face on the Attack explorer, see its attack, run it again with other settings,
-and download
-the result (JSON) and the comparison (PNG) — the bytes the browser saves are read back, since st.download_button
-depends on streamlit's web server (starlette); start a tiny training job on the Train page and watch the list follow it
-to "done" by itself; compare the generations of a run; look at the run on the Runs page. Screenshots go to an artifacts
-folder under the test's tmp dir, and to docs/screenshots/ (linked from the README) only when PASM_UPDATE_SCREENSHOTS=1,
-so a CI run leaves the clone as it found it. The time from the click on Run attack to every figure drawn is printed,
-not asserted. Without playwright or Chromium the test is skipped.
+A person's path through the app: upload a face on the Attack explorer, see its attack, run it again with other
+settings, and download the result (JSON) and the comparison (PNG) — the bytes the browser saves are read back, since
+st.download_button depends on streamlit's web server (starlette); start a tiny training job on the Train page and watch
+the list follow it to "done" by itself; compare the generations of a run; look at the run on the Runs page.
+Screenshots go to an artifacts folder under the test's tmp dir, and to docs/screenshots/ (linked from the README) only
+when PASM_UPDATE_SCREENSHOTS=1, so a CI run leaves the clone as it found it. The time from the click on Run attack to
+the new result drawn whole is printed, not asserted. Without playwright or Chromium the test is skipped.
 """
 import copy
 import json

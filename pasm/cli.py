@@ -449,7 +449,8 @@ def build_parser():
     p.add_argument("--out", required=True, help="study directory (runs go in ARM-seedK subdirectories)")
     p.add_argument("--arms", default="none,random,attention,pasm",
                    help=f"arms, comma-separated, from {', '.join(STUDY_ARMS)} (default none,random,attention,pasm): "
-                   "an erasing, or PASM erasing with adaptive windows, disks, or re-mining every third of the epochs")
+                   "an erasing, or PASM erasing with adaptive windows, disks, re-mining every third of the epochs, "
+                   "or windows of half the area (0.05)")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     add_train_options(p, study=True)
     p.set_defaults(func=cmd_study)

@@ -8,7 +8,7 @@ from pasm.cli import main
 from pasm.data.synth import REGIONS, write_synth
 from pasm.errors import PasmError
 from pasm.runs import Run
-from pasm.study import arm_settings, markdown_table, paired, report, run_study
+from pasm.study import arm_config, arm_settings, markdown_table, paired, report, run_study
 
 ARMS = ["none", "random", "attention", "pasm"]
 VARIANTS = ["none", "pasm", "pasm-adaptive"]
@@ -168,3 +168,9 @@ def test_an_arm_that_contradicts_the_options_is_refused_before_training(tmp_path
 def test_re_mining_every_third_of_the_epochs():
     assert arm_settings("pasm-remine", 15) == {"erasing": "pasm", "remine_every": 5}
     assert arm_settings("pasm-remine", 2)["remine_every"] == 1
+
+
+def test_the_small_window_arm_sets_its_area_over_the_studys():
+    options = {"data": "synth:/nowhere", "area": 0.2}
+    assert arm_config(options, "pasm-small", 0, None).area == 0.05
+    assert arm_config(options, "pasm", 0, None).area == 0.2

@@ -1,8 +1,8 @@
 """A study: the same training under several arms and seeds, as mean ± std per generation.
 
 An arm is a name in ``options.STUDY_ARMS``: an erasing (none, random, attention, pasm) or a variant of PASM erasing
-(pasm-adaptive, pasm-disks, pasm-remine, pasm-small), laid over the study's training options. One run per arm and seed goes in
-``DIR/<arm>-seed<k>`` (an ordinary run directory). The runs of a seed share one teacher: the first arm trains
+(pasm-adaptive, pasm-disks, pasm-remine, pasm-small), laid over the study's training options. One run per arm and seed
+goes in ``DIR/<arm>-seed<k>`` (an ordinary run directory). The runs of a seed share one teacher: the first arm trains
 generation 0, the others adopt its checkpoint (``TrainConfig.teacher``), so arms differ only in what their students
 are trained on — and the study costs one teacher per seed, not one per run. Runs go one after another; a study
 started again skips finished runs and resumes an interrupted one, and arms added later adopt the seed's teacher.

@@ -69,7 +69,9 @@ def test_only_resnet50_starts_its_residual_blocks_as_the_identity():
     pasm.models); ResNet-18 learns better without it."""
     deep = build_model("resnet50", 7, InputSpec(32, 3)).backbone
     shallow = build_model("resnet18", 7, InputSpec(32, 3)).backbone
-    deep_blocks = [block for layer in (deep.layer1, deep.layer2, deep.layer3, deep.layer4) for block in layer]
-    shallow_blocks = [block for layer in (shallow.layer1, shallow.layer2, shallow.layer3, shallow.layer4) for block in layer]
-    assert all(torch.count_nonzero(block.bn3.weight) == 0 for block in deep_blocks)
-    assert all(torch.count_nonzero(block.bn2.weight) == block.bn2.weight.numel() for block in shallow_blocks)
+    assert all(torch.count_nonzero(block.bn3.weight) == 0 for block in residual_blocks(deep))
+    assert all(torch.count_nonzero(block.bn2.weight) == block.bn2.weight.numel() for block in residual_blocks(shallow))
+
+
+def residual_blocks(resnet):
+    return [block for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4) for block in layer]

@@ -36,17 +36,16 @@ def parse(argv):
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     try:
-        splits = read_manifest(args.data)["splits"]
+        args.manifest = read_manifest(args.data)
     except DataError as e:
         parser.error(str(e))
-    if args.split not in splits:
-        parser.error(f"--split {args.split}: {args.data} has {', '.join(splits)}")
+    if args.split not in args.manifest["splits"]:
+        parser.error(f"--split {args.split}: {args.data} has {', '.join(args.manifest['splits'])}")
     return args
 
 
-def faces(data_dir, split, spec):
+def faces(manifest, split, spec):
     """The split's faces as the model sees them, their labels, and each region's cue mask (N, S, S) bool."""
-    manifest = read_manifest(data_dir)
     data = SynthFERMemory(manifest["splits"][split]["count"], split, size=manifest["size"], seed=manifest["seed"],
                           transform=eval_transform(spec), cues=manifest.get("cue_design", "exclusive"))
     images, labels = zip(*(data[i] for i in range(len(data))))
@@ -73,7 +72,7 @@ def covered_regions(located_masks, region_masks):
 def main(argv=None):
     args = parse(argv)
     teacher = load_checkpoint(args.checkpoint).model.eval()
-    images, labels, region_masks = faces(args.data, args.split, teacher.input_spec)
+    images, labels, region_masks = faces(args.manifest, args.split, teacher.input_spec)
     report = {"date": now(), "checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
               "faces": len(labels)}
     for name in METHODS:

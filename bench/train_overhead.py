@@ -171,7 +171,7 @@ def bare_step(cfg, teacher_path, device):
     teacher = load_checkpoint(teacher_path, device=device).model.eval().requires_grad_(False)
     student = build_model(cfg.arch, teacher.num_classes, teacher.input_spec).to(device).train()
     student.load_state_dict(teacher.state_dict())
-    optimizer = make_optimizer(student.parameters(), cfg)
+    optimizer = make_optimizer(student.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     spec = teacher.input_spec
     images = torch.rand(cfg.batch, spec.channels, spec.size, spec.size, device=device)
     labels = torch.randint(0, teacher.num_classes, (cfg.batch,), device=device)

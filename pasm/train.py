@@ -83,7 +83,7 @@ def fit_supervised(model, dataset, epochs=10, batch_size=64, lr=0.05, weight_dec
     """A teacher trained with SGD and a per-step cosine schedule, without a run directory; the loss per epoch is returned."""
     model.to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=len(dataset) > batch_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    optimizer = make_optimizer(model.parameters(), "sgd", lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * len(loader)))
     losses = []
     for epoch in range(epochs):
@@ -93,11 +93,11 @@ def fit_supervised(model, dataset, epochs=10, batch_size=64, lr=0.05, weight_dec
     return losses
 
 
-def make_optimizer(parameters, config):
-    """The run's optimizer: Nesterov SGD (momentum 0.9) or AdamW, at the config's learning rate and decay."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+def make_optimizer(parameters, name, lr, weight_decay):
+    """Every optimizer pasm trains with: ``name`` "sgd" (Nesterov, momentum 0.9) or "adamw"."""
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
 def warmup_cosine(optimizer, total_steps, warmup_steps):
@@ -591,7 +591,7 @@ class Trainer:
 
     def _optimizer(self, model):
         cfg = self.config
-        optimizer = make_optimizer(model.parameters(), cfg)
+        optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
         return optimizer, warmup_cosine(optimizer, cfg.epochs * self.steps_per_epoch, cfg.warmup * self.steps_per_epoch)
 
     def _parallel(self, model):

@@ -33,7 +33,7 @@ def faces():
 def optimizer_and_schedule(model, config):
     """As the trainer builds them: ``make_optimizer``, then ``warmup_cosine`` over the run with ``config.warmup``
     epochs of linear warm-up."""
-    optimizer = make_optimizer(model.parameters(), config)
+    optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.weight_decay)
     return optimizer, warmup_cosine(optimizer, config.epochs * STEPS_PER_EPOCH, config.warmup * STEPS_PER_EPOCH)
 
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from .commands import train_argv, train_command  # noqa: F401  (the app and jobs build training commands here)
 from .errors import NoFaceError, PasmError
 
 EXIT_BAD_INPUT = 2
@@ -171,6 +172,10 @@ def cmd_jobs(args):
     if args.action == "list":
         print(jobs.format_table(jobs.list_jobs(root), root))
         return
+    if args.action == "delete":
+        removed = jobs.delete_run(args.run, root, confirmed=args.yes)
+        print(f"deleted {args.run} and {len(removed)} job record(s)")
+        return
     job = jobs.get_job(args.id, root)
     if args.action == "tail":
         print(jobs.tail(job, args.lines))
@@ -178,7 +183,7 @@ def cmd_jobs(args):
         job = jobs.resume(job, root)
         print(f"job {job.id} started (pid {job.pid}) in {job.run_dir}")
     elif args.force:
-        jobs.kill(job)
+        jobs.kill(job, root)
         print(f"job {job.id}: killed")
     else:
         jobs.stop(job, timeout=args.wait)
@@ -192,32 +197,6 @@ def train_options(args):
     from .train import TrainConfig
 
     return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-
-
-def train_argv(config, out):
-    """``train`` with every field of ``config`` as an option, kept next to the parser that reads them back:
-    build_parser, train_options and TrainConfig make an equal config of it. A switch is its flag or its
-    ``--no-`` flag; fields that are None (unset) are left out."""
-    from dataclasses import fields
-
-    argv = ["train", "--out", str(out)]
-    for field in fields(config):
-        value, option = getattr(config, field.name), field.name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(f"--{option}" if value else f"--no-{option}")
-        elif value is not None:
-            argv += [f"--{option}", str(value)]
-    return argv
-
-
-def train_command(config, out, processes=1, device="auto", workers=None):
-    """A training job's command line: ``python -m pasm`` with ``train_argv``, under torchrun when ``processes`` > 1
-    (one per GPU). The launcher's settings change where the run computes, not what, so they are not in the config."""
-    python = [sys.executable]
-    if processes > 1:
-        python += ["-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
-    launcher = ["--device", device] + (["--workers", str(workers)] if workers is not None else [])
-    return python + ["-m", "pasm"] + train_argv(config, out) + launcher
 
 
 def print_generations(generations):
@@ -274,13 +253,18 @@ def cmd_eval(args):
 
 def cmd_study(args):
     from .study import run_study
+    from .train import RunStopped
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise PasmError(f"--seeds {args.seeds}", "must be comma-separated whole numbers, e.g. 0,1,2") from None
-    study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers)
+    try:
+        study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers,
+                          jobs=args.jobs)
+    except RunStopped as e:
+        return 128 + e.signum
     print(study["report"])
 
 
@@ -296,7 +280,7 @@ def cmd_demo(args):
 
 def add_train_options(parser, study=False):
     """Options of ``train`` and ``study``; every default is None, meaning TrainConfig's (or, on --resume, the run's)."""
-    from .options import ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+    from .options import ACCUMULATE, ARCHITECTURES, ERASED_CE, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES, TEACHER_VIEWS
 
     parser.add_argument("--data", help="data set spec, e.g. synth:data/synth (not needed with --resume)")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default small_cnn)")
@@ -321,12 +305,20 @@ def add_train_options(parser, study=False):
     parser.add_argument("--init-from", choices=INIT_FROM,
                         help="students fine-tune from their teacher (default, as in the paper) or start from scratch")
     parser.add_argument("--region", choices=STRATEGIES, help="region from the attack points (default densest)")
-    parser.add_argument("--area", type=float, help="erased area as a fraction of the image (default 0.1)")
+    parser.add_argument("--area", type=float, help="erased area as a fraction of the image, disks included (default 0.1)")
     parser.add_argument("--adaptive", action=argparse.BooleanOptionalAction,
                         help="size each window by the spread of its attack points, within half to twice --area")
     parser.add_argument("--fill", choices=FILLS, help="what erased pixels become (default mean: the data's mean colour)")
     parser.add_argument("--max-points", type=int, help="attack budget per image when mining (default 20)")
     parser.add_argument("--remine-every", type=int, help="re-mine with the student every K epochs (default 0: never)")
+    parser.add_argument("--teacher-view", choices=TEACHER_VIEWS, help="the distillation target is the teacher's prediction "
+                        "on the clean face (default, the paper) or on the erased view the student sees (consistent teaching)")
+    parser.add_argument("--erased-ce", choices=ERASED_CE, help="an erased sample's cross-entropy at full weight (default) "
+                        "or weighted by the teacher's probability of its label on the erased view")
+    parser.add_argument("--mix", type=float, help="share of the erased faces that get a random window of their region's "
+                        "area instead of the mined region (default 0)")
+    parser.add_argument("--accumulate", choices=ACCUMULATE, help="generation g >= 2 erases the union of (union), or one "
+                        "drawn from (draw), the regions that generations 0..g-1 locate (default none)")
     if not study:
         parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--limit", type=int, help="use the first N training images (quick runs)")
@@ -352,8 +344,11 @@ def add_attack_options(parser):
     parser.add_argument("--patch", type=int, default=1, help="odd side of the patch pushed per point (default 1)")
     parser.add_argument("--score", choices=SCORES, default="l1", help="gradient magnitude per location (default l1)")
     parser.add_argument("--margin", type=float, default=0.0, help="stop once the true class leads by less (default 0: on a flip)")
-    parser.add_argument("--region", choices=STRATEGIES, default="densest", help="how the region is located from the points")
-    parser.add_argument("--area", type=float, default=0.1, help="region area as a fraction of the face crop (default 0.1)")
+    parser.add_argument("--region", choices=STRATEGIES, default="densest",
+                        help="how the region is located from the points: a window, or disks around them (default densest)")
+    parser.add_argument("--area", type=float, default=0.1,
+                        help="region area as a fraction of the face crop, disks included; random and attention erasing "
+                             "erase as many pixels as PASM's region on each face (default 0.1)")
     parser.add_argument("--adaptive", action="store_true", help="adapt the region size to the spread of the points")
     parser.add_argument("--fill", choices=FILLS, default="mean", help="what the erased region is filled with")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -450,8 +445,12 @@ def build_parser():
     p.add_argument("--arms", default="none,random,attention,pasm",
                    help=f"arms, comma-separated, from {', '.join(STUDY_ARMS)} (default none,random,attention,pasm): "
                    "an erasing, or PASM erasing with adaptive windows, disks, re-mining every third of the epochs, "
-                   "or windows of half the area (0.05)")
+                   "windows of half the area (0.05), or the variants of docs/method.md: consistent teaching (-consistent, "
+                   "-consistent-weighted), regions accumulated over generations (-cumulative: union, -cumulative-draw), "
+                   "half random windows (-mix), and their combinations")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each with its share of the CPU "
+                   "threads (default 1); the seeds' teachers are trained first")
     add_train_options(p, study=True)
     p.set_defaults(func=cmd_study)
 
@@ -465,8 +464,8 @@ def build_parser():
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
     p.set_defaults(func=cmd_demo)
 
-    # -- job commands (jobs list/stop/resume/tail) --
-    p = sub.add_parser("jobs", help="background training jobs: list, stop, resume, tail")
+    # -- job commands (jobs list/stop/resume/tail/delete) --
+    p = sub.add_parser("jobs", help="background training jobs: list, stop, resume, tail; delete a run")
     actions = p.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
     p.set_defaults(func=cmd_jobs)
     actions.add_parser("list", help="every job, newest first: id, state, progress, run")
@@ -479,6 +478,10 @@ def build_parser():
     q = actions.add_parser("tail", help="the last lines of a job's log")
     q.add_argument("id")
     q.add_argument("-n", "--lines", type=int, default=50, help="how many (default 50)")
+    q = actions.add_parser("delete", help="delete a run (or study) directory and its jobs' records; refused while "
+                           "a job runs there")
+    q.add_argument("run", help="the run as 'jobs list' shows it (relative to the runs directory), or its path")
+    q.add_argument("--yes", action="store_true", help="confirm: without it nothing is deleted")
     for q in actions.choices.values():
         q.add_argument("--root", help="the runs directory (default: $PASM_RUNS, else ./runs)")
     return parser

@@ -79,6 +79,19 @@ def random_boxes(batch, size, area, generator=None, device=None):
     return boxes.to(device) if device is not None else boxes
 
 
+def random_windows(sides, size, generator=None):
+    """Square windows of per-image ``sides`` (B,) at uniformly random places, fully inside; a side of 0 gives the
+    empty box. What "a random window of the same area" means for a region that is not the nominal window.
+
+    Like ``random_boxes``, the places are drawn on the generator's device (CPU by default) and then moved."""
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    drawn_sides = sides.to(draw_on).long()
+    room = (size - drawn_sides + 1).clamp(min=1)
+    corners = (torch.rand((len(sides), 2), generator=generator, device=draw_on) * room[:, None]).long()
+    boxes = torch.cat([corners, corners + drawn_sides[:, None]], dim=1) * (drawn_sides > 0)[:, None]
+    return boxes.to(sides.device)
+
+
 @contextlib.contextmanager
 def _eval_mode(model):
     """Attribute in eval mode (no dropout, fixed batch-norm statistics), then restore every module's mode."""

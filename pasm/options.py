@@ -6,6 +6,14 @@ FILLS = ("zeros", "mean", "noise", "blur")
 ARCHITECTURES = ("small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "mini_xception")
 ERASING = ("pasm", "random", "attention", "none")
 INIT_FROM = ("teacher", "scratch")
+# What the teacher's soft target is computed on: the clean face (the paper) or the erased view the student sees
+# ("function matching", Beyer et al., CVPR 2022), so that a target says so where the evidence is gone.
+TEACHER_VIEWS = ("clean", "erased")
+# The cross-entropy of an erased sample: full weight, or weighted by the teacher's probability of the label on it.
+ERASED_CE = ("full", "confidence")
+# Regions that add up across generations: generation g erases the union of, or one drawn from, the regions that
+# generations 0..g-1 locate (at generation 1 both are PASM itself).
+ACCUMULATE = ("none", "union", "draw")
 # Learning rate and weight decay per optimizer, when not given.
 OPTIMIZERS = {"sgd": (0.05, 5e-4), "adamw": (1e-3, 0.05)}
 # How each architecture trains from scratch when not told otherwise: optimizer, peak learning rate,
@@ -32,9 +40,14 @@ ARCH_DEFAULTS = {
 # arm's win), and its name is the prefix of its run directories (ARM-seedK). The four erasing names, then variants of
 # PASM erasing: windows sized by the spread of their attack points, disks around the points instead of one window,
 # students re-mining their regions every third of the epochs, rounded down, at least 1 (a callable of the epochs: at
-# 15 they re-mine at epochs 5 and 10, at 40 every 13, so students re-mine two or three times however long), and windows
-# of half the default area, which took less of the label's evidence and beat the default PASM on SynthFER's occluded
-# test (docs/results.md, "A smaller window").
+# 15 they re-mine at epochs 5 and 10, at 40 every 13, so students re-mine two or three times however long), windows
+# of half the default area (docs/results.md, "A smaller window"); then the variants that follow from the mechanism of
+# docs/results.md (docs/method.md, "Variants"): consistent teaching (the teacher's target on the erased view, and also
+# the erased samples' cross-entropy weighted by the teacher's confidence there), regions that accumulate across
+# generations (their union, or one of them drawn per step), half PASM's region and half a random window of the same
+# area, and the combinations of these, which act on different things (the target, where erasing falls, what adds up).
+_CONSISTENT = {"teacher_view": "erased"}
+_MIX = {"mix": 0.5}
 STUDY_ARMS = {
     "none": {"erasing": "none"},
     "random": {"erasing": "random"},
@@ -44,4 +57,11 @@ STUDY_ARMS = {
     "pasm-disks": {"erasing": "pasm", "region": "disks"},
     "pasm-remine": {"erasing": "pasm", "remine_every": lambda epochs: max(1, epochs // 3)},
     "pasm-small": {"erasing": "pasm", "area": 0.05},
+    "pasm-consistent": {"erasing": "pasm", **_CONSISTENT},
+    "pasm-consistent-weighted": {"erasing": "pasm", **_CONSISTENT, "erased_ce": "confidence"},
+    "pasm-cumulative": {"erasing": "pasm", "accumulate": "union"},
+    "pasm-cumulative-draw": {"erasing": "pasm", "accumulate": "draw"},
+    "pasm-mix": {"erasing": "pasm", **_MIX},
+    "pasm-consistent-mix": {"erasing": "pasm", **_CONSISTENT, **_MIX},
+    "pasm-consistent-cumulative": {"erasing": "pasm", **_CONSISTENT, "accumulate": "draw"},
 }

@@ -4,24 +4,35 @@ An arm is a name in ``options.STUDY_ARMS``: an erasing (none, random, attention,
 (pasm-adaptive, pasm-disks, pasm-remine, pasm-small), laid over the study's training options. One run per arm and seed
 goes in ``DIR/<arm>-seed<k>`` (an ordinary run directory). The runs of a seed share one teacher: the first arm trains
 generation 0, the others adopt its checkpoint (``TrainConfig.teacher``), so arms differ only in what their students
-are trained on — and the study costs one teacher per seed, not one per run. Runs go one after another; a study
-started again skips finished runs and resumes an interrupted one, and arms added later adopt the seed's teacher.
+are trained on — and the study costs one teacher per seed, not one per run. The seeds' teachers are trained first
+(the first arm's run, with no student yet), then every run; with ``jobs`` > 1 that many runs train side by side, each
+in a ``python -m pasm train`` process of its own with its share of the CPU threads, and the same threads give the same
+metrics as one after another. A study started again skips finished runs and resumes interrupted ones, and arms added
+later adopt the seed's teacher. A SIGTERM or SIGINT stops every run at its next step, resumable.
 
 The results go to ``study.json``, ``study.md`` and ``study.html`` (a plotly figure; plus ``study.png`` where kaleido
 is installed): per arm and generation the mean ± std over seeds of train, test, occluded and test_wild accuracy and
 of test_wild accuracy per hidden region; and, with a ``none`` arm, each arm's paired difference to it (same seed,
 same generation, same teacher), mean ± std over seeds and per seed.
 """
+import contextlib
+import dataclasses
 import importlib.util
+import os
+import signal
 import statistics
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import fileio
+from .commands import train_command
 from .data.synth import REGIONS
 from .errors import PasmError
 from .options import STUDY_ARMS
 from .runs import Run
-from .train import TrainConfig, train
+from .train import RunStopped, TrainConfig, train
 
 # What the report shows, as labels a reader knows (the summary keys stay in study.json).
 METRICS = (("train_accuracy", "train accuracy (clean)"), ("test_accuracy", "test accuracy"),
@@ -48,18 +59,102 @@ def arm_config(options, arm, seed, teacher):
     return TrainConfig(**{**options, **settings, "seed": seed, "teacher": teacher})
 
 
-def run_study(out, options, arms, seeds, device="auto", workers=None):
-    """Train every arm × seed (skipping finished runs), then write and return the study's results."""
+def run_study(out, options, arms, seeds, device="auto", workers=None, jobs=1, threads=None):
+    """Train every arm × seed (skipping finished runs), then write and return the study's results.
+
+    ``threads`` per run defaults to the cores shared out over the ``jobs``. Raises RunStopped after a stop request."""
     _check(arms, seeds, options)
-    for seed in seeds:
-        teacher = _seed_teacher(out, seed, options)
-        for arm in arms:
-            path = run_path(out, arm, seed)
-            resume = (path / "config.json").exists()
-            started = Run(path).read_config().get("teacher") if resume and not options.get("teacher") else teacher
-            train(arm_config(options, arm, seed, started), path, resume=resume, device=device, workers=workers)
-            teacher = teacher or str(Run(path).checkpoint_path(0))
+    if jobs < 1:
+        raise PasmError(f"--jobs {jobs}", "must be a whole number of at least 1")
+    threads = threads or max(1, _cores() // jobs)
+    teachers = [_task(out, options, arms[0], seed, None, teacher_only=True) for seed in seeds
+                if not _seed_teacher(out, seed, options)]
+    _run_tasks(teachers, jobs, device, workers, threads)
+    tasks = [_task(out, options, arm, seed, _seed_teacher(out, seed, options)) for seed in seeds for arm in arms]
+    _run_tasks(tasks, jobs, device, workers, threads)
     return write_study(out, arms, seeds)
+
+
+def _task(out, options, arm, seed, teacher, teacher_only=False):
+    """One run to train: its config, directory and whether it resumes. A resumed run keeps the teacher it started
+    from (none for the run that trains the seed's teacher); a teacher-only run stops after generation 0 and grows to
+    the study's generations when resumed."""
+    path = run_path(out, arm, seed)
+    resume = (path / "config.json").exists()
+    if resume and not options.get("teacher"):
+        teacher = Run(path).read_config().get("teacher")
+    config = arm_config(options, arm, seed, teacher)
+    if teacher_only and not resume:
+        config = dataclasses.replace(config, generations=0)
+    return config, path, resume
+
+
+def _run_tasks(tasks, jobs, device, workers, threads):
+    if jobs == 1:
+        for task in tasks:
+            _train_here(task, device, workers, threads)
+        return
+    runner = _SideBySide(device, workers, threads)
+    with runner.forwarding_stops(), ThreadPoolExecutor(jobs) as pool:
+        for _ in pool.map(runner.train, tasks):
+            pass
+    if runner.stopped:
+        raise RunStopped(runner.stopped)
+
+
+def _train_here(task, device, workers, threads):
+    import torch
+
+    config, path, resume = task
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train(config, path, resume=resume, device=device, workers=workers)
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _SideBySide:
+    """Runs as ``python -m pasm train`` processes of ``threads`` threads each; a stop request reaches all of them."""
+
+    def __init__(self, device, workers, threads):
+        self.device, self.workers, self.threads = device, workers, threads
+        self.live, self.stopped, self.lock = set(), None, threading.Lock()
+
+    def train(self, task):
+        config, path, resume = task
+        command = train_command(config, path, device=self.device, workers=self.workers) + (["--resume"] if resume else [])
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        with self.lock:
+            if self.stopped:
+                return
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+            self.live.add(process)
+        code = process.wait()
+        with self.lock:
+            self.live.discard(process)
+        if code != 0 and not self.stopped:
+            raise PasmError(path, f"training failed (exit code {code}); its train.log says why")
+
+    @contextlib.contextmanager
+    def forwarding_stops(self):
+        previous = {sig: signal.signal(sig, self._forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _forward(self, signum, frame):
+        """Runs in the main thread, which never holds the lock, so taking it here cannot deadlock."""
+        with self.lock:
+            self.stopped = signum
+            for process in self.live:
+                process.send_signal(signal.SIGTERM)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _seed_teacher(out, seed, options):

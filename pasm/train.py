@@ -36,11 +36,12 @@ from .data.augment import BatchAugment
 from .data.transforms import decode_all, uint8_transform
 from .devices import resolve_device
 from .emotions import class_mapping, remap_outputs
-from .erasing import erase
+from .erasing import erase, random_windows
 from .errors import PasmError, first_line
 from .evaluate import EvalSets, default_split
 from .models import build_model, default_input_spec
-from .options import ARCH_DEFAULTS, ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from .options import (ACCUMULATE, ARCH_DEFAULTS, ARCHITECTURES, ERASED_CE, ERASING, FILLS, INIT_FROM, OPTIMIZERS,
+                      STRATEGIES, TEACHER_VIEWS)
 from .mining import RegionConfig, locate_all, region_method
 from .regions import box_masks
 from .progress import Progress
@@ -149,6 +150,10 @@ class TrainConfig:
     fill: str = "mean"
     max_points: int = 20
     remine_every: int = 0
+    teacher_view: str = "clean"
+    erased_ce: str = "full"
+    mix: float = 0.0
+    accumulate: str = "none"
     seed: int = 0
     limit: int = None
     split: str = None
@@ -170,8 +175,20 @@ class TrainConfig:
         self.lr = float(default_lr if self.lr is None else self.lr)
         self.weight_decay = float(default_decay if self.weight_decay is None else self.weight_decay)
         self.warmup = arch_warmup if self.warmup is None else self.warmup
+        _choice("--teacher-view", self.teacher_view, TEACHER_VIEWS)
+        _choice("--erased-ce", self.erased_ce, ERASED_CE)
+        _choice("--accumulate", self.accumulate, ACCUMULATE)
         if self.adaptive and self.region == "disks":
             raise PasmError("--adaptive", "adaptive sizing applies to the window strategies only, not disks")
+        mined = self.erasing in ("pasm", "attention")
+        for option, value, ok, why in [
+            ("--mix", self.mix, self.mix == 0 or mined, "mixes in random windows with mined regions: needs --erasing pasm or attention"),
+            ("--accumulate", self.accumulate, self.accumulate == "none" or mined, "accumulates mined regions: needs --erasing pasm or attention"),
+            ("--accumulate", self.accumulate, self.accumulate == "none" or not self.remine_every,
+             "accumulates each generation's teacher regions; it does not combine with --remine-every"),
+        ]:
+            if not ok:
+                raise PasmError(f"{option} {value}", why)
         self.teacher = str(Path(self.teacher).expanduser().resolve()) if self.teacher else None
         self.init = str(Path(self.init).expanduser().resolve()) if self.init else None
         if self.init and not Path(self.init).is_file():
@@ -189,6 +206,7 @@ class TrainConfig:
             ("--lam", self.lam, self.lam >= 0, "must be 0 or more"),
             ("--tau", self.tau, self.tau > 0, "must be positive"),
             ("--p", self.p, 0 <= self.p <= 1, "is a probability, in [0, 1]"),
+            ("--mix", self.mix, 0 <= self.mix <= 1, "is a share of the erased faces, in [0, 1]"),
             ("--area", self.area, 0 < self.area <= 1, "must be a fraction of the image in (0, 1]"),
         ]:
             if not ok:
@@ -223,7 +241,8 @@ def run_config(out, options, resume):
 
 
 # Fields added after runs were first written, with the value those runs trained with.
-NEWER_FIELDS = {"warmup": 0, "adaptive": False, "init": None}
+NEWER_FIELDS = {"warmup": 0, "adaptive": False, "init": None, "teacher_view": "clean", "erased_ce": "full", "mix": 0.0,
+                "accumulate": "none"}
 
 
 # ----------------------------------------------------------------------------------------------- losses and erasing
@@ -268,13 +287,45 @@ class TrainingImages(Dataset):
         return self.clean(index), self.labels[index], index
 
 
-def erasing_masks(regions, index, p, size):
-    """The masks to erase for the samples ``index`` of a batch: each sample's region (boxes (N, 4) or
-    masks (N, 1, S, S), on the device) with probability ``p``; a sample without a region stays clean."""
-    chosen = regions[index]
+def erasing_masks(regions, index, p, size, mix=0.0):
+    """The masks to erase for the samples ``index`` of a batch: each sample's region with probability ``p``;
+    a sample without a region stays clean.
+
+    ``regions`` (on the device) are boxes (N, 4) or masks (N, 1, S, S), one per sample, or, for regions drawn
+    from several generations, boxes (N, K, 4) or masks (N, K, S, S), of which each step draws one per sample.
+    With ``mix``, that share of the samples get a random window of their region's area instead."""
+    chosen = _drawn(regions[index])
     masks = box_masks(chosen, size) if chosen.dim() == 2 else chosen.bool()
+    if mix:
+        masks = _mixed(masks, mix)
     picked = torch.rand(len(index), device=masks.device) < p
     return masks & picked[:, None, None, None]
+
+
+def _drawn(regions):
+    """One region per sample from (B, K, ...) candidates, uniformly; (B, 4) boxes and (B, 1, S, S) masks pass."""
+    if regions.dim() == 2 or (regions.dim() == 4 and regions.shape[1] == 1):
+        return regions
+    pick = torch.randint(regions.shape[1], (len(regions),), device=regions.device)
+    drawn = regions[torch.arange(len(regions), device=regions.device), pick]
+    return drawn if drawn.dim() == 2 else drawn[:, None]
+
+
+def _mixed(masks, mix):
+    """``masks`` with a ``mix`` share of them moved to a random window of the same area (a square of that many pixels)."""
+    size = masks.shape[-1]
+    sides = masks.flatten(1).sum(1).float().sqrt().round().long()
+    windows = box_masks(random_windows(sides, size), size)
+    moved = torch.rand(len(masks), device=masks.device) < mix
+    return torch.where(moved[:, None, None, None], windows, masks)
+
+
+def erased_ce_weights(teacher_logits, labels, masks):
+    """Per-sample cross-entropy weights: an erased sample counts as much as the teacher still believes its label on
+    the erased view (its probability), so a face whose evidence is gone asks less of the student; others count 1."""
+    belief = teacher_logits.float().softmax(1).gather(1, labels[:, None])[:, 0]
+    erased = masks.flatten(1).any(1)
+    return torch.where(erased, belief, torch.ones_like(belief))
 
 
 class CleanImages(Dataset):
@@ -391,14 +442,19 @@ class Stopper:
 
 
 def train(config, out, resume=False, device="auto", workers=None, keep=()):
-    """Train (or with ``resume`` continue) run ``out``; returns the summary (at once for a finished run).
+    """Train (or with ``resume`` continue) run ``out``; returns the summary (at once for a finished run). Resuming
+    with more ``generations`` than the run has extends it: its finished generations stay and the next ones follow.
 
     ``keep`` names entries a new run directory may already hold (the demo keeps its data there).
     Raises RunStopped after a SIGTERM/SIGINT, once the status says "stopped".
     """
     run = Run(out)
+    grown = False
     if resume:
-        run.check_resumable(config.to_dict(), absent=NEWER_FIELDS)
+        stored_generations = run.read_config().get("generations", config.generations)
+        grown = config.generations > stored_generations
+        run.check_resumable({**config.to_dict(), "generations": stored_generations if grown else config.generations},
+                            absent=NEWER_FIELDS)
         state = run.load_state()
         if state is not None and state["finished"] and state["generation"] == config.generations:
             return run.read_summary()
@@ -408,7 +464,7 @@ def train(config, out, resume=False, device="auto", workers=None, keep=()):
     try:
         trainer = Trainer(config, run, dist, default_workers() if workers is None else workers)
         dist.barrier()
-        if dist.is_main and not resume:
+        if dist.is_main and (grown or not resume):
             run.create(config.to_dict())
         dist.barrier()
         return trainer.run_all(resume)
@@ -545,6 +601,7 @@ class Trainer:
         elif self._mines(g):
             started = time.monotonic()
             regions, mining = self._mine(teacher, g, 0)
+            regions = self._accumulated(regions, g)
             mining_seconds = time.monotonic() - started
             self._save_state(g, 0, model, optimizer, scheduler, regions, mining, mining_seconds)
         parallel = self._parallel(model)
@@ -601,7 +658,7 @@ class Trainer:
 
     # -------------------------------------------------------------------- mining
 
-    def _mine(self, model, g, epoch):
+    def _mine(self, model, g, epoch, who=None):
         """A region per training image from ``model`` (the teacher, or the student when re-mining; none
         for random erasing, whose windows are drawn afresh every epoch), each rank locating its share."""
         cfg = self.config
@@ -620,10 +677,27 @@ class Trainer:
         attempts = None if result is None else torch.stack([result.num_points, result.points_to_flip], dim=1)
         stats = self._mining_stats(None if attempts is None else self.dist.gather_rows(attempts)[:count].cpu())
         if cfg.erasing != "random":
-            self.progress.say(f"generation {g}: mined {count} regions with the {'student' if epoch else 'teacher'} ({cfg.erasing}"
+            self.progress.say(f"generation {g}: mined {count} regions with {who or ('the student' if epoch else 'the teacher')} ({cfg.erasing}"
                       + (f"; {stats['flipped']:.0%} flipped, {stats['mean_points_to_flip']:.1f} points on average"
                          if attempts is not None else "") + ")")
         return regions, stats
+
+    def _accumulated(self, regions, g):
+        """With ``accumulate``, generation g >= 2 erases from the regions every earlier generation locates (each
+        frozen checkpoint mines again): their union as masks (N, 1, S, S), or all of them (N, K, ...), one drawn per
+        step. Reliance that moved to the next region then meets it erased too, instead of the teacher's one region."""
+        cfg = self.config
+        if cfg.accumulate == "none" or g < 2:
+            return regions
+        earlier = []
+        for k in range(g - 1):
+            model = load_checkpoint(self.run.checkpoint_path(k), device=self.device).model.requires_grad_(False)
+            earlier.append(self._mine(model, g, 0, who=f"generation {k}")[0])
+        found = earlier + [regions]
+        if cfg.accumulate == "union":
+            size = self.input_spec.size
+            return torch.stack([box_masks(r, size) if r.dim() == 2 else r.bool() for r in found]).any(0)
+        return torch.stack(found, dim=1) if regions.dim() == 2 else torch.cat(found, dim=1)
 
     def _mining_batches(self, loader):
         """The loader's images on the device in [0, 1], checking for a stop request between batches."""
@@ -656,10 +730,10 @@ class Trainer:
         sampler.set_epoch(epoch)
         loader = DataLoader(self.images, batch_size=cfg.batch, sampler=sampler, num_workers=self._loader_workers(),
                             drop_last=self.drop_last, pin_memory=self.device.type == "cuda")
-        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         erasing = regions is not None and g > 0 and cfg.erasing != "none"
         regions = regions.to(self.device) if erasing else None
         distilling = teacher is not None and cfg.distill
+        weighting = teacher is not None and erasing and cfg.erased_ce == "confidence"
         sums = torch.zeros(5, device=self.device)  # loss, ce, kd, erased, correct; summed over samples
         seen = 0
         model.train()
@@ -668,16 +742,17 @@ class Trainer:
             self.stopper.check()
             images = images.to(self.device, non_blocking=True).float().div_(255)
             labels = labels.to(self.device, non_blocking=True)
-            masks = erasing_masks(regions, index.to(self.device), cfg.p, self.input_spec.size) if erasing else None
+            masks = erasing_masks(regions, index.to(self.device), cfg.p, self.input_spec.size, cfg.mix) if erasing else None
             images, masks = self.augment(images, masks)
             inputs = erase(images, masks, cfg.fill, self.fill_mean) if erasing else images
             logits = model(inputs)
-            ce = criterion(logits, labels)
+            targets = self._teacher_logits(teacher, images, inputs, distilling, weighting)
+            ce = F.cross_entropy(logits, labels, reduction="none" if weighting else "mean", label_smoothing=cfg.label_smoothing)
+            if weighting:
+                ce = (ce * erased_ce_weights(targets["erased"], labels, masks)).mean()
             kd = torch.zeros((), device=self.device)
             if distilling:
-                with torch.no_grad():
-                    teacher_logits = teacher(images)
-                kd = distillation_loss(logits, teacher_logits, cfg.tau)
+                kd = distillation_loss(logits, targets[cfg.teacher_view], cfg.tau)
             loss = ce + cfg.lam * kd
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -697,6 +772,16 @@ class Trainer:
                           f"train accuracy {correct:.3f}, erased {erased:.2f}, lr {record['lr']:.4g}, "
                           f"{record['seconds']:.1f}s")
         return record
+
+    def _teacher_logits(self, teacher, clean, erased, distilling, weighting):
+        """The teacher's logits on the views the losses need: the clean face and/or the erased view the student sees."""
+        views = set()
+        if distilling:
+            views.add(self.config.teacher_view)
+        if weighting:
+            views.add("erased")
+        with torch.no_grad():
+            return {view: teacher(clean if view == "clean" else erased) for view in views}
 
     # -------------------------------------------------------------------- the end of a generation
 

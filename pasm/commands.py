@@ -1,0 +1,29 @@
+"""The command lines that start a training run in a process of its own: the app's jobs and a study's side-by-side
+runs write them, and ``python -m pasm train`` reads them back (pasm.cli). Kept free of torch, like the CLI's parser."""
+import sys
+
+
+def train_argv(config, out):
+    """``train`` with every field of ``config`` as an option, kept next to the parser that reads them back:
+    build_parser, train_options and TrainConfig make an equal config of it. A switch is its flag or its
+    ``--no-`` flag; fields that are None (unset) are left out."""
+    from dataclasses import fields
+
+    argv = ["train", "--out", str(out)]
+    for field in fields(config):
+        value, option = getattr(config, field.name), field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{option}" if value else f"--no-{option}")
+        elif value is not None:
+            argv += [f"--{option}", str(value)]
+    return argv
+
+
+def train_command(config, out, processes=1, device="auto", workers=None):
+    """A training job's command line: ``python -m pasm`` with ``train_argv``, under torchrun when ``processes`` > 1
+    (one per GPU). The launcher's settings change where the run computes, not what, so they are not in the config."""
+    python = [sys.executable]
+    if processes > 1:
+        python += ["-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
+    launcher = ["--device", device] + (["--workers", str(workers)] if workers is not None else [])
+    return python + ["-m", "pasm"] + train_argv(config, out) + launcher

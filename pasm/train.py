@@ -294,12 +294,29 @@ def erasing_masks(regions, index, p, size, mix=0.0):
     ``regions`` (on the device) are boxes (N, 4) or masks (N, 1, S, S), one per sample, or, for regions drawn
     from several generations, boxes (N, K, 4) or masks (N, K, S, S), of which each step draws one per sample.
     With ``mix``, that share of the samples get a random window of their region's area instead."""
-    chosen = _drawn(regions[index])
-    masks = box_masks(chosen, size) if chosen.dim() == 2 else chosen.bool()
+    masks = _as_masks(_drawn(regions[index]), size)
     if mix:
         masks = _mixed(masks, mix)
     picked = torch.rand(len(index), device=masks.device) < p
     return masks & picked[:, None, None, None]
+
+
+def combine_regions(found, mode, size):
+    """Several generations' regions of the same images, as one: "union", masks (N, 1, S, S) of every pixel any of them
+    covers; "draw", all of them (N, K, 4) boxes or (N, K, S, S) masks, from which ``erasing_masks`` draws one per step."""
+    if mode == "union":
+        return torch.stack([_as_masks(r, size) for r in found]).any(0)
+    return torch.stack(found, dim=1) if found[0].dim() == 2 else torch.cat(found, dim=1)
+
+
+def regions_area(regions, size):
+    """The mean share of the image that the regions cover (over the candidates too, for drawn ones)."""
+    masks = _as_masks(regions.flatten(0, 1) if regions.dim() == 3 else regions, size)
+    return float(masks.float().mean()) if len(masks) else 0.0
+
+
+def _as_masks(regions, size):
+    return box_masks(regions, size) if regions.dim() == 2 else regions.bool()
 
 
 def _drawn(regions):
@@ -602,6 +619,7 @@ class Trainer:
             started = time.monotonic()
             regions, mining = self._mine(teacher, g, 0)
             regions = self._accumulated(regions, g)
+            mining["area"] = regions_area(regions, self.input_spec.size)
             mining_seconds = time.monotonic() - started
             self._save_state(g, 0, model, optimizer, scheduler, regions, mining, mining_seconds)
         parallel = self._parallel(model)
@@ -693,11 +711,7 @@ class Trainer:
         for k in range(g - 1):
             model = load_checkpoint(self.run.checkpoint_path(k), device=self.device).model.requires_grad_(False)
             earlier.append(self._mine(model, g, 0, who=f"generation {k}")[0])
-        found = earlier + [regions]
-        if cfg.accumulate == "union":
-            size = self.input_spec.size
-            return torch.stack([box_masks(r, size) if r.dim() == 2 else r.bool() for r in found]).any(0)
-        return torch.stack(found, dim=1) if regions.dim() == 2 else torch.cat(found, dim=1)
+        return combine_regions(earlier + [regions], cfg.accumulate, self.input_spec.size)
 
     def _mining_batches(self, loader):
         """The loader's images on the device in [0, 1], checking for a stop request between batches."""

@@ -9,8 +9,9 @@ region placed by chance would hit.
 
 An image the teacher already gets wrong needs no point and has no PASM region, so every row is
 computed over the images where the attack found points (the teacher's correct ones, with ground
-truth labels): all methods are then compared on the same images at the same erased area. The
-clean accuracy over all images is reported beside it.
+truth labels): all methods are then compared on the same images, each image erased by as many
+pixels as its PASM region (pasm.mining, ``like``: the same area per sample, also for adaptive
+windows and disks). The clean accuracy over all images is reported beside it.
 """
 import torch
 import torch.nn.functional as F
@@ -51,9 +52,11 @@ def informativeness(teacher, dataset, limit=None, batch_size=64, attack_config=N
     points_on, points_all, flipped, points_to_flip, cue_share, count, compared, clean_correct = 0, 0, 0, 0.0, 0.0, 0, 0, 0.0
     for batch_index, (images, labels) in enumerate(loader):
         images, labels = images.to(device), torch.as_tensor(labels).to(device)
-        located = {name: method.locate(images, labels) for name, method in methods.items()}
-        attack = located["pasm"].attack
-        erased = {"clean": (images, torch.zeros_like(located["pasm"].masks))}
+        pasm = methods["pasm"].locate(images, labels)
+        located = {"pasm": pasm, "random": methods["random"].locate(images, labels, like=pasm),
+                   "attention": methods["attention"].locate(images, labels, like=pasm)}
+        attack = pasm.attack
+        erased = {"clean": (images, torch.zeros_like(pasm.masks))}
         erased.update({name: (erase(images, found.masks, region_config.fill, mean, generator), found.masks)
                        for name, found in located.items()})
         batch_indices = indices[batch_index * batch_size: batch_index * batch_size + len(labels)]

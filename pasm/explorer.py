@@ -1,5 +1,6 @@
 """One face explored: what the teacher (and a student) predicts, the teacher's point attack on it, and
-PASM's erasing beside random and attention erasing at the same area, as the app's Attack explorer shows it.
+PASM's erasing beside random and attention erasing of the same area on this face (the baselines take the
+pixel count of PASM's region, see pasm.mining), as the app's Attack explorer shows it.
 
 Everything returned is numpy, plain Python or JSON-ready, so the app can keep it in session state and
 the tests can check it without a page.
@@ -123,12 +124,14 @@ def result_json(result, image_name, teacher_path, student_path=None):
 
 
 def erasing_rows(result):
-    """One table row per erasing method: the teacher's (and student's) prediction after it and the confidence lost."""
+    """One table row per erasing method: the share of the face it erased (the same for all three), and the
+    teacher's (and student's) prediction after it and the confidence lost."""
     report = result["report"]
     rows = []
     for name in ERASINGS:
         entry = report["erasing"][name]
-        row = {"erasing": name, "teacher prediction": _label_with_confidence(entry["prediction"]),
+        row = {"erasing": name, "erased area": f"{entry['area']:.1%}",
+               "teacher prediction": _label_with_confidence(entry["prediction"]),
                "teacher confidence drop": round(entry["confidence_drop"], 3)}
         if "student" in report:
             student_entry = report["student"]["erasing"][name]

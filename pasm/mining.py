@@ -9,16 +9,23 @@ Each method is built once with what it needs and then called on batches of image
 for PASM, the Grad-CAM map for attention), so the trainer, ``compare``, ``report``, the benchmark
 and the app all erase exactly what the library located. The methods are registered under the
 ``--erasing`` names; ``region_method`` builds one by name.
+
+A comparison erases the same area per sample: PASM's region is not always the nominal window (an
+adaptive window varies per face, a face with no point has none), so the baselines take ``like=`` the
+PASM ``Located`` and place, per image, a window of as many pixels as its PASM region::
+
+    pasm = PasmRegions(teacher).locate(images, labels)
+    random = RandomRegions(generator=generator).locate(images, like=pasm)
 """
 from dataclasses import asdict, dataclass
 
 import torch
 
 from .attack import AttackConfig, PointAttack
-from .erasing import GradCAM, random_boxes
+from .erasing import GradCAM, random_boxes, random_windows
 from .errors import PasmError
 from .options import FILLS, STRATEGIES
-from .regions import box_masks, densest_window, locate_regions, window_side
+from .regions import box_masks, densest_window, locate_regions, square_sides, window_side
 
 
 @dataclass
@@ -63,8 +70,10 @@ class RegionMethod:
     def __init__(self, region_config=None):
         self.region_config = region_config or RegionConfig()
 
-    def locate(self, images, labels=None):
-        """The regions of ``images`` (B, C, S, S); ``labels`` default to the model's predictions."""
+    def locate(self, images, labels=None, like=None):
+        """The regions of ``images`` (B, C, S, S); ``labels`` default to the model's predictions. A baseline
+        (random, attention) given ``like``, another method's ``Located``, sizes each image's window to that
+        region's pixel count."""
         raise NotImplementedError
 
     def compact(self, located):
@@ -94,7 +103,8 @@ class PasmRegions(RegionMethod):
 
 
 class RandomRegions(RegionMethod):
-    """Random erasing: a window of PASM's area at a uniformly random place, drawn from ``generator``."""
+    """Random erasing: a window of PASM's area (or of ``like``'s per image) at a uniformly random place,
+    drawn from ``generator``."""
 
     name = "random"
 
@@ -102,14 +112,18 @@ class RandomRegions(RegionMethod):
         super().__init__(region_config)
         self.generator = generator
 
-    def locate(self, images, labels=None):
+    def locate(self, images, labels=None, like=None):
         size = _square_side(images)
-        boxes = random_boxes(images.shape[0], size, self.region_config.area, self.generator, images.device)
+        if like is None:
+            boxes = random_boxes(images.shape[0], size, self.region_config.area, self.generator, images.device)
+        else:
+            boxes = random_windows(square_sides(like.masks).to(images.device), size, self.generator)
         return Located(box_masks(boxes, size), boxes)
 
 
 class AttentionRegions(RegionMethod):
-    """Attention (adversarial) erasing: the window of PASM's area at the peak of the teacher's Grad-CAM."""
+    """Attention (adversarial) erasing: the window of PASM's area (or of ``like``'s per image) at the peak
+    of the teacher's Grad-CAM."""
 
     name = "attention"
 
@@ -117,11 +131,24 @@ class AttentionRegions(RegionMethod):
         super().__init__(region_config)
         self.model = model
 
-    def locate(self, images, labels=None):
+    def locate(self, images, labels=None, like=None):
         size = _square_side(images)
         cam = GradCAM(self.model).attribute(images, labels)
-        boxes = densest_window(cam, window_side(size, self.region_config.area))
+        if like is None:
+            boxes = densest_window(cam, window_side(size, self.region_config.area))
+        else:
+            boxes = _densest_windows(cam, square_sides(like.masks).to(cam.device))
         return Located(box_masks(boxes, size), boxes, cam=cam)
+
+
+def _densest_windows(weight_map, sides):
+    """``densest_window`` with a side per image, one call per distinct side; a side of 0 gives the empty box."""
+    boxes = torch.zeros(len(sides), 4, dtype=torch.long, device=weight_map.device)
+    for side in sides.unique().tolist():
+        if side > 0:
+            chosen = sides == side
+            boxes[chosen] = densest_window(weight_map[chosen], side)
+    return boxes
 
 
 REGION_METHODS = {method.name: method for method in (PasmRegions, RandomRegions, AttentionRegions)}

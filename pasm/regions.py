@@ -7,7 +7,8 @@ that rule ("densest") and three alternatives for ablations, all batched on the p
 * ``densest``: the square window holding the most point weight (earlier points weigh more);
 * ``first``: the window centred on the first point, the one that moved the logit most;
 * ``centroid``: the window centred on the order-weighted mean of the points;
-* ``disks``: the union of small disks around every point (no fixed area).
+* ``disks``: the union of equal disks around every point, their radius chosen per image so that
+  they cover exactly as many pixels as the window of the same area.
 
 Boxes are ``(x0, y0, x1, y1)`` with exclusive ends, so a box's pixels are
 ``image[..., y0:y1, x0:x1]`` and its area is ``(x1 - x0) * (y1 - y0)``. An image on which the
@@ -48,6 +49,13 @@ def window_side(image_size, area):
     if image_size < 1:
         raise PasmError(f"image size {image_size}", "must be at least 1 pixel")
     return min(max(round(math.sqrt(area) * image_size), 1), image_size)
+
+
+def square_sides(masks):
+    """Per mask (B, 1, H, W), the side of the square window with as many pixels (0 for an empty mask): what "a
+    window of the same area" is for a region that is not the nominal window; exact for windows and disks, whose
+    pixel counts are squares."""
+    return masks.flatten(1).sum(1).float().sqrt().round().long()
 
 
 def point_map(points, num_points, size, weighting="order"):
@@ -140,26 +148,27 @@ def _first_and_end(flags):
     return first, end
 
 
-def locate_regions(points, num_points, size, strategy="densest", area=0.1, adaptive=False, disk_radius=None):
+def locate_regions(points, num_points, size, strategy="densest", area=0.1, adaptive=False):
     """The informative region of each image, as masks and boxes on the points' device.
 
-    ``area`` is the window's fraction of the image for the window strategies (densest, first,
-    centroid). With ``adaptive=True`` each window keeps the centre its strategy chose but takes its
-    side from the spread of the image's points: side = 4·σ (±2σ around the centre, about 95 % of a
-    Gaussian cluster along each axis), where σ is the order-weighted RMS distance of the points from
-    their weighted mean, per axis; the side is clamped to the windows of area/2 and 2·area, so one
-    point or a tight cluster gets the small window and a scattered attack the large one.
-    ``disks`` marks every pixel within ``disk_radius`` (default 6 % of the size) of a point.
+    ``area`` is the region's fraction of the image: the window's for the window strategies (densest,
+    first, centroid); for ``disks``, the union of the disks covers exactly ``window_side(size, area)**2``
+    pixels too, so every strategy, and the baselines beside it, erase the same number of pixels.
+    With ``adaptive=True`` each window keeps the centre its strategy chose but takes its side from the
+    spread of the image's points: side = 4·σ (±2σ around the centre, about 95 % of a Gaussian cluster
+    along each axis), where σ is the order-weighted RMS distance of the points from their weighted
+    mean, per axis; the side is clamped to the windows of area/2 and 2·area, so one point or a tight
+    cluster gets the small window and a scattered attack the large one.
     """
     if strategy not in STRATEGIES:
         raise PasmError(f"region strategy {strategy!r}", f"unknown; choose one of {', '.join(STRATEGIES)}")
     points, num_points = _checked_points(points, num_points, size)
+    side = window_side(size, area)
     if strategy == "disks":
         if adaptive:
             raise PasmError("region strategy 'disks'", "adaptive sizing applies to the window strategies only")
-        masks = _disk_masks(points, num_points, size, disk_radius)
+        masks = _disk_masks(points, num_points, size, side * side)
         return Regions(masks, mask_boxes(masks))
-    side = window_side(size, area)
     if strategy == "densest":
         boxes = densest_window(_point_map(points, num_points, size, "order"), side)
     elif strategy == "first":
@@ -237,15 +246,23 @@ def _centred_windows_twice(cx2, cy2, side, size):
     return torch.stack([x0, y0, x0 + side, y0 + side], dim=1)
 
 
-def _disk_masks(points, num_points, size, radius):
-    """Dilate the point map with a disk: one convolution, whatever the number of points."""
-    radius = round(0.06 * size) if radius is None else radius
-    if radius < 0:
-        raise PasmError(f"disk radius {radius}", "must be 0 or more pixels")
-    offsets = torch.arange(-radius, radius + 1, device=points.device, dtype=torch.float32)
-    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).float()
-    hits = _point_map(points, num_points, size, "uniform")
-    return F.conv2d(hits, disk[None, None], padding=radius) > 0.5
+def _disk_masks(points, num_points, size, pixels):
+    """The ``pixels`` pixels nearest to any of the image's points: the union of equal disks around the
+    points, with the radius that covers exactly that many pixels (on the rim, where more pixels lie at
+    that distance than are needed, the first in row-major order are kept, so the choice is deterministic).
+    """
+    coords = torch.arange(size, device=points.device)
+    far = 2 * size * size  # beyond any squared distance inside the image: what padding points lie at
+    valid = torch.arange(points.shape[1], device=points.device) < num_points[:, None]
+    nearest = torch.full((points.shape[0], size, size), far, dtype=torch.long, device=points.device)
+    for k in range(points.shape[1]):  # a running minimum: memory stays one map whatever the number of points
+        across = (coords - points[:, k, 0, None]) ** 2
+        down = ((coords - points[:, k, 1, None]) ** 2).masked_fill(~valid[:, k, None], far)
+        torch.minimum(nearest, down[:, :, None] + across[:, None, :], out=nearest)
+    order = nearest.flatten(1) * (size * size) + torch.arange(size * size, device=points.device)  # no ties left
+    chosen = order.topk(pixels, dim=1, largest=False, sorted=False).indices
+    masks = torch.zeros_like(order, dtype=torch.bool).scatter_(1, chosen, True) & (num_points > 0)[:, None]
+    return masks.view(-1, 1, size, size)
 
 
 def box_iou(a, b):

@@ -50,12 +50,15 @@ def _prediction(probs, classes):
     return {"label": classes[int(probs.argmax())], "probs": {c: round(float(p), 6) for c, p in zip(classes, probs)}}
 
 
-def _erasing_entry(model, classes, clean_probs, erased_images):
-    """The model's prediction after erasing, and how much the originally predicted class lost."""
+def _erasing_entry(model, classes, clean_probs, erased_images, masks):
+    """The model's prediction after erasing, how much the originally predicted class lost, and the fraction of
+    the crop erased (equal across the methods of one face: see pasm.mining, ``like``)."""
     probs = probabilities(model, erased_images)
     predicted = clean_probs.argmax(1)
     drops = clean_probs.gather(1, predicted[:, None]) - probs.gather(1, predicted[:, None])
-    return [{"prediction": _prediction(p, classes), "confidence_drop": round(float(d), 6)} for p, d in zip(probs, drops)]
+    areas = masks.float().mean((1, 2, 3))
+    return [{"prediction": _prediction(p, classes), "confidence_drop": round(float(d), 6), "area": float(a)}
+            for p, d, a in zip(probs, drops, areas)]
 
 
 def _crop_bounds_in_photo(aligned):
@@ -72,24 +75,24 @@ def _box_corners_to_photo(aligned, box):
 
 def face_reports(teacher, classes, aligned_faces, attack_config=None, region_config=None, student=None,
                  student_classes=None, device="cpu", seed=0):
-    """One report per aligned face: prediction, attack points, region and the three erasings."""
+    """One report per aligned face: prediction, attack points, region and the three erasings, the baselines
+    erasing as many pixels as PASM's region on each face."""
     region_config = region_config or RegionConfig()
     attack_config = attack_config or AttackConfig(max_points=None)
     images = crops_to_tensor([a.crop for a in aligned_faces], teacher.input_spec, device)
     clean = probabilities(teacher, images)
     labels = clean.argmax(1)
     generator = torch.Generator(device=device).manual_seed(seed)
-    located = {"pasm": PasmRegions(teacher, attack_config, region_config).locate(images, labels),
-               "random": RandomRegions(region_config, generator).locate(images, labels),
-               "attention": AttentionRegions(teacher, region_config).locate(images, labels)}
+    pasm = PasmRegions(teacher, attack_config, region_config).locate(images, labels)
+    located = {"pasm": pasm, "random": RandomRegions(region_config, generator).locate(images, labels, like=pasm),
+               "attention": AttentionRegions(teacher, region_config).locate(images, labels, like=pasm)}
     erased = {name: erase(images, found.masks, region_config.fill, generator=generator) for name, found in located.items()}
-    pasm = located["pasm"]
-    teacher_after = {k: _erasing_entry(teacher, classes, clean, v) for k, v in erased.items()}
+    teacher_after = {k: _erasing_entry(teacher, classes, clean, v, located[k].masks) for k, v in erased.items()}
     if student is not None:
         student_images = crops_to_tensor([a.crop for a in aligned_faces], student.input_spec, device)
         student_clean = probabilities(student, student_images)
-        student_after = {k: _erasing_entry(student, student_classes, student_clean, _match(v, student))
-                         for k, v in erased.items()}
+        student_after = {k: _erasing_entry(student, student_classes, student_clean, _match(v, student),
+                                           located[k].masks) for k, v in erased.items()}
     reports = []
     for i, aligned in enumerate(aligned_faces):
         sample = pasm.attack.sample(i)

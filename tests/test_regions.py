@@ -72,27 +72,34 @@ def test_windows_have_exactly_the_requested_area_inside_the_image(strategy, area
     assert torch.equal(regions.masks, box_masks(regions.boxes, SIZE))
 
 
-def test_disks_contain_every_point_and_nothing_far_away():
+def test_disks_are_the_nearest_pixels_to_the_points_with_the_windows_pixel_count():
     points, counts = random_points(8, 6, SIZE, seed=3)
-    radius = 3
-    regions = locate_regions(points, counts, SIZE, "disks", disk_radius=radius)
+    regions = locate_regions(points, counts, SIZE, "disks", area=0.1)
     ys, xs = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
     for b in range(8):
         pts = points[b, : counts[b]]
+        mask = regions.masks[b, 0]
+        assert mask.sum() == window_side(SIZE, 0.1) ** 2
         for x, y in pts.tolist():
-            assert regions.masks[b, 0, y, x]
+            assert mask[y, x]
         distance = ((xs[None] - pts[:, 0, None, None]) ** 2 + (ys[None] - pts[:, 1, None, None]) ** 2).amin(0)
-        assert torch.equal(regions.masks[b, 0], distance <= radius**2)
+        radius = distance[mask].max()  # a union of disks: all that is nearer than its rim is in, nothing beyond it
+        assert mask[distance < radius].all() and not mask[distance > radius].any()
         assert torch.equal(regions.boxes[b], mask_boxes(regions.masks[b : b + 1])[0])
         x0, y0, x1, y1 = regions.boxes[b].tolist()
-        assert regions.masks[b, 0, y0:y1, x0:x1].sum() == regions.masks[b].sum()
+        assert mask[y0:y1, x0:x1].sum() == mask.sum()
 
 
-def test_default_disk_radius_scales_with_the_image():
-    points, counts = padded([[(24, 24)]])
-    small = locate_regions(points, counts, SIZE, "disks").masks.sum()
-    large = locate_regions(points * 2, counts, 2 * SIZE, "disks").masks.sum()
-    assert 1 < small < large
+def test_disks_follow_the_area():
+    points, counts = padded([[(24, 24), (10, 30)], [(3, 44)]])
+    small = locate_regions(points, counts, SIZE, "disks", area=0.1).masks
+    large = locate_regions(points, counts, SIZE, "disks", area=0.2).masks
+    assert (small.flatten(1).sum(1) == window_side(SIZE, 0.1) ** 2).all()
+    assert (large.flatten(1).sum(1) == window_side(SIZE, 0.2) ** 2).all()
+    assert (small & ~large).sum() == 0, "a larger area grows the same disks"
+    for area in (0.1, 0.2):
+        erased = locate_regions(points, counts, SIZE, "disks", area=area).masks.float().mean((1, 2, 3))
+        assert ((erased > 0.75 * area) & (erased < 1.25 * area)).all()
 
 
 def test_adaptive_window_grows_with_the_spread_of_the_points():

@@ -31,6 +31,7 @@ from pasm.data.synth import write_synth
 from pasm.errors import PasmError
 from pasm.models import build_model
 from pasm.runs import Run, read_metrics
+from pasm.threads import default_threads
 from pasm.train import TrainConfig, distillation_loss, make_optimizer, train
 
 COMPUTE_STEPS = 10  # bare steps timed per measurement, before and after each PASM generation
@@ -51,7 +52,8 @@ def parse(argv):
     parser.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own choice)")
+    parser.add_argument("--threads", type=int, help="torch's intra-op threads, the runs' and the bare step's "
+                        "(default: the trainer's, pasm.threads.default_threads)")
     parser.add_argument("--work", help="where the runs go (default: a temporary directory, removed after)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
@@ -60,6 +62,7 @@ def parse(argv):
         parser.error("--arms must be pasm or none,pasm")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    args.threads = args.threads or default_threads()
     return args
 
 
@@ -81,7 +84,7 @@ def main(argv=None):
 
 
 def config(args, data, **fields):
-    return TrainConfig(data=data, arch=args.arch, size=args.size, batch=args.batch, **fields)
+    return TrainConfig(data=data, arch=args.arch, size=args.size, batch=args.batch, threads=args.threads, **fields)
 
 
 def measure(data, work, args, device):

@@ -1,11 +1,12 @@
 """A training run's bookkeeping, kept out of the training step (torchvision's ``MetricLogger.log_every``):
-status.json with progress and ETA a few times an epoch, a tqdm bar on a terminal, and progress lines
-into train.log and stderr. Only the main process writes; the others' calls do nothing.
+status.json with progress and ETA a few times an epoch and at every batch of mining, a tqdm bar on a terminal,
+and progress lines into train.log and stderr. Only the main process writes; the others' calls do nothing.
 """
 import sys
 import time
 
 STATUS_UPDATES_PER_EPOCH = 4
+MINING_LINES = 4  # progress lines per mining pass, besides the one that says it is done
 
 
 class Progress:
@@ -23,7 +24,7 @@ class Progress:
         """``iterable``'s items, one per training step: each step is timed (data loading included, for the ETA),
         the bar moves, and the status is written STATUS_UPDATES_PER_EPOCH times an epoch."""
         every = max(1, self.steps_per_epoch // STATUS_UPDATES_PER_EPOCH)
-        self.status(phase="training", generation=generation, epoch=epoch, step=0)
+        self.status(phase="training", generation=generation, epoch=epoch, step=0, mining=None)
         bar = self._bar(generation, epoch)
         tick = time.monotonic()
         for step, item in enumerate(iterable):
@@ -36,6 +37,43 @@ class Progress:
                 self.status(phase="training", generation=generation, epoch=epoch, step=step + 1)
         if bar is not None:
             bar.close()
+
+    def log_mining(self, batches, generation, epoch, total, in_flight, share=1):
+        """``batches`` going into mining, passed on while status.json counts the images mined (``mining``: done and
+        ``total``) with an ETA, and a line goes to the log about every quarter.
+
+        The attack keeps ``in_flight`` images in play and asks for the next batch as images finish, so the images
+        taken before a request, less those in play, are done. Under torchrun a rank sees only its ``share``-th part.
+        The ETA adds the mining left, at its pace so far, to the training left; before any step was timed (a
+        teacher adopted with --teacher) it is the mining left alone."""
+        started, taken, told = time.monotonic(), 0, 0
+        for images, labels in batches:
+            done = min(total, max(0, taken - in_flight) * share)
+            left = self._mining_left(done, total, time.monotonic() - started)
+            self._mining_status(generation, epoch, done, total, left)
+            if told + total / MINING_LINES <= done < total:
+                told = done
+                self.say(f"generation {generation}: mining {done}/{total} images ({done / total:.0%})"
+                         + (f", about {left:.0f} s left" if left is not None else ""))
+            yield images, labels
+            taken += len(images)
+
+    def mined(self, total):
+        """Mining is over: all ``total`` images done."""
+        self.status(mining={"done": total, "total": total})
+
+    def _mining_left(self, done, total, seconds):
+        return (total - done) * seconds / done if done else None
+
+    def _mining_status(self, generation, epoch, done, total, left):
+        if not self.is_main:
+            return
+        steps = self._steps_done(generation, epoch, 0)
+        training = self._eta(steps)
+        eta = None if left is None else round(left + (training or 0))
+        self.run.write_status(phase="mining", generation=generation, epoch=epoch, step=0,
+                              progress=round(steps / max(self.total_steps, 1), 4), eta_seconds=eta,
+                              mining={"done": done, "total": total})
 
     def status(self, **fields):
         """status.json, with the run's progress and ETA when the fields place it (generation, epoch, step)."""

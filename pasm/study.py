@@ -12,13 +12,12 @@ later adopt the seed's teacher. A SIGTERM or SIGINT stops every run at its next 
 
 The results go to ``study.json``, ``study.md`` and ``study.html`` (a plotly figure; plus ``study.png`` where kaleido
 is installed): per arm and generation the mean ± std over seeds of train, test, occluded and test_wild accuracy and
-of test_wild accuracy per hidden region; and, with a ``none`` arm, each arm's paired difference to it (same seed,
-same generation, same teacher), mean ± std over seeds and per seed.
+of test_wild accuracy per hidden region; and, with a ``none`` arm (and again with a ``random`` one), each arm's paired
+difference to it (same seed, same generation, same teacher), mean ± std over seeds and per seed.
 """
 import contextlib
 import dataclasses
 import importlib.util
-import os
 import signal
 import statistics
 import subprocess
@@ -32,7 +31,10 @@ from .data.synth import REGIONS
 from .errors import PasmError
 from .options import STUDY_ARMS
 from .runs import Run
-from .train import RunStopped, TrainConfig, train
+from .threads import default_threads
+from .train import NEWER_FIELDS, RunStopped, TrainConfig, train
+
+LAUNCHERS = ("local", "ray")
 
 # What the report shows, as labels a reader knows (the summary keys stay in study.json).
 METRICS = (("train_accuracy", "train accuracy (clean)"), ("test_accuracy", "test accuracy"),
@@ -42,6 +44,8 @@ METRICS = (("train_accuracy", "train accuracy (clean)"), ("test_accuracy", "test
 PAIRED = ("test_accuracy", "wild_accuracy")
 BY_REGION = "wild_accuracy_by_region"
 BASELINE = "none"
+# Every arm is also paired with random erasing, the arm to beat under occlusion, where the study has one.
+BASELINES = (BASELINE, "random")
 
 
 def run_path(out, arm, seed):
@@ -59,42 +63,53 @@ def arm_config(options, arm, seed, teacher):
     return TrainConfig(**{**options, **settings, "seed": seed, "teacher": teacher})
 
 
-def run_study(out, options, arms, seeds, device="auto", workers=None, jobs=1, threads=None):
+def run_study(out, options, arms, seeds, device="auto", workers=None, jobs=1, threads=None, launcher="local"):
     """Train every arm × seed (skipping finished runs), then write and return the study's results.
 
-    ``threads`` per run defaults to the cores shared out over the ``jobs``. Raises RunStopped after a stop request."""
+    ``threads`` per run (else the options') defaults to the usable cores but one, shared out over the ``jobs``
+    (pasm.threads.default_threads); a resumed run keeps its own. ``launcher`` "ray" makes each run a Ray task
+    (pasm.study_ray). Raises RunStopped after a stop request."""
     _check(arms, seeds, options)
     if jobs < 1:
         raise PasmError(f"--jobs {jobs}", "must be a whole number of at least 1")
-    threads = threads or max(1, _cores() // jobs)
-    teachers = [_task(out, options, arms[0], seed, None, teacher_only=True) for seed in seeds
+    if launcher not in LAUNCHERS:
+        raise PasmError(f"--launcher {launcher}", f"unknown; choose one of {', '.join(LAUNCHERS)}")
+    options = {**options, "threads": threads or options.get("threads")}
+    teachers = [_task(out, options, arms[0], seed, None, jobs, teacher_only=True) for seed in seeds
                 if not _seed_teacher(out, seed, options)]
-    _run_tasks(teachers, jobs, device, workers, threads)
-    tasks = [_task(out, options, arm, seed, _seed_teacher(out, seed, options)) for seed in seeds for arm in arms]
-    _run_tasks(tasks, jobs, device, workers, threads)
+    _run_tasks(teachers, jobs, device, workers, launcher)
+    tasks = [_task(out, options, arm, seed, _seed_teacher(out, seed, options), jobs) for seed in seeds for arm in arms]
+    _run_tasks(tasks, jobs, device, workers, launcher)
     return write_study(out, arms, seeds)
 
 
-def _task(out, options, arm, seed, teacher, teacher_only=False):
+def _task(out, options, arm, seed, teacher, jobs, teacher_only=False):
     """One run to train: its config, directory and whether it resumes. A resumed run keeps the teacher it started
-    from (none for the run that trains the seed's teacher); a teacher-only run stops after generation 0 and grows to
-    the study's generations when resumed."""
+    from (none for the run that trains the seed's teacher) and its threads, unless given; a teacher-only run stops
+    after generation 0 and grows to the study's generations when resumed."""
     path = run_path(out, arm, seed)
     resume = (path / "config.json").exists()
+    stored = Run(path).read_config() if resume else {}
     if resume and not options.get("teacher"):
-        teacher = Run(path).read_config().get("teacher")
-    config = arm_config(options, arm, seed, teacher)
+        teacher = stored.get("teacher")
+    threads = options["threads"] or (stored.get("threads", NEWER_FIELDS["threads"]) if resume else default_threads(jobs))
+    config = arm_config({**options, "threads": threads}, arm, seed, teacher)
     if teacher_only and not resume:
         config = dataclasses.replace(config, generations=0)
     return config, path, resume
 
 
-def _run_tasks(tasks, jobs, device, workers, threads):
-    if jobs == 1:
-        for task in tasks:
-            _train_here(task, device, workers, threads)
+def _run_tasks(tasks, jobs, device, workers, launcher):
+    if launcher == "ray":
+        from .study_ray import run_on_ray
+
+        run_on_ray(tasks, device, workers)
         return
-    runner = _SideBySide(device, workers, threads)
+    if jobs == 1:
+        for config, path, resume in tasks:
+            train(config, path, resume=resume, device=device, workers=workers)
+        return
+    runner = _SideBySide(device, workers)
     with runner.forwarding_stops(), ThreadPoolExecutor(jobs) as pool:
         for _ in pool.map(runner.train, tasks):
             pass
@@ -102,37 +117,30 @@ def _run_tasks(tasks, jobs, device, workers, threads):
         raise RunStopped(runner.stopped)
 
 
-def _train_here(task, device, workers, threads):
-    import torch
-
-    config, path, resume = task
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        train(config, path, resume=resume, device=device, workers=workers)
-    finally:
-        torch.set_num_threads(previous)
-
-
 class _SideBySide:
-    """Runs as ``python -m pasm train`` processes of ``threads`` threads each; a stop request reaches all of them."""
+    """Runs as ``python -m pasm train`` processes, each on the threads its config names and, where CUDA devices are
+    visible and ``device`` lets pasm choose, on the device that has the fewest runs (round-robin as they start);
+    a stop request reaches all of them."""
 
-    def __init__(self, device, workers, threads):
-        self.device, self.workers, self.threads = device, workers, threads
+    def __init__(self, device, workers):
+        self.workers = workers
+        self.busy = {name: 0 for name in visible_devices(device)}
         self.live, self.stopped, self.lock = set(), None, threading.Lock()
 
     def train(self, task):
         config, path, resume = task
-        command = train_command(config, path, device=self.device, workers=self.workers) + (["--resume"] if resume else [])
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
         with self.lock:
             if self.stopped:
                 return
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+            device = min(self.busy, key=self.busy.get)
+            command = train_command(config, path, device=device, workers=self.workers) + (["--resume"] if resume else [])
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
             self.live.add(process)
+            self.busy[device] += 1
         code = process.wait()
         with self.lock:
             self.live.discard(process)
+            self.busy[device] -= 1
         if code != 0 and not self.stopped:
             raise PasmError(path, f"training failed (exit code {code}); its train.log says why")
 
@@ -153,8 +161,15 @@ class _SideBySide:
                 process.send_signal(signal.SIGTERM)
 
 
-def _cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def visible_devices(device):
+    """The devices side-by-side runs take turns on: every visible CUDA device when ``device`` is "auto" or "cuda" and
+    torch sees more than one, else ``device`` itself."""
+    if device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.device_count() > 1:
+            return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return [device]
 
 
 def _seed_teacher(out, seed, options):
@@ -231,17 +246,17 @@ def _regions(entries):
     return sorted(found, key=lambda r: (REGIONS.index(r) if r in REGIONS else len(REGIONS), r))
 
 
-def paired(runs):
-    """Per arm but ``none``, per student generation: the arm minus ``none`` on the same seed (so from the same
-    teacher), as mean and std over seeds of those differences, with each seed's; None without a ``none`` arm.
+def paired(runs, baseline=BASELINE):
+    """Per arm but ``baseline``, per student generation: the arm minus the baseline on the same seed (so from the same
+    teacher), as mean and std over seeds of those differences, with each seed's; None without a baseline arm.
 
     Pairing removes what the arms share, the teacher's luck on a seed, which is most of the spread between seeds."""
-    if BASELINE not in runs:
+    if baseline not in runs:
         return None
-    base = runs[BASELINE]
+    base = runs[baseline]
     table = {}
     for arm, by_seed in runs.items():
-        if arm == BASELINE:
+        if arm == baseline:
             continue
         generations = sorted({g for entries in by_seed.values() for g in entries if g > 0})
         table[arm] = [_differences(g, by_seed, base) for g in generations]
@@ -316,7 +331,7 @@ def _paired_columns(differences):
 
 
 def paired_tables(differences):
-    """The paired differences to ``none``: mean ± std over seeds, then each seed's."""
+    """The paired differences to a baseline: mean ± std over seeds, then each seed's."""
     columns = _paired_columns(differences)
     header = " | ".join(label for label, _ in columns)
     aligned = " | ".join("---:" for _ in columns)
@@ -339,7 +354,8 @@ def _seed_value(stats, seed):
 
 
 def report(results, differences, arms, seeds, epochs):
-    """study.md below its title: the accuracy table, the table per hidden region, and the paired differences."""
+    """study.md below its title: the accuracy table, the table per hidden region, and the paired differences
+    (``differences``: {baseline: ``paired``'s table}, for each baseline arm the study has)."""
     settings = "; ".join(f"{arm} ({', '.join(f'{k} {v}' for k, v in arm_settings(arm, epochs).items())})"
                          for arm in arms)
     parts = [f"Arms: {settings}.\n\nMean ± std over seeds {', '.join(map(str, seeds))} (sample std, n - 1). The "
@@ -347,10 +363,10 @@ def report(results, differences, arms, seeds, epochs):
     regions = region_table(results)
     if regions:
         parts += ["## Occluded test (test_wild) accuracy by hidden region\n", regions]
-    if differences:
-        mean, each = paired_tables(differences)
-        parts += [f"## Paired difference to `{BASELINE}`\n",
-                  f"Each arm minus `{BASELINE}` on the same seed and generation (so from the same teacher): mean ± "
+    for baseline, table in (differences or {}).items():
+        mean, each = paired_tables(table)
+        parts += [f"## Paired difference to `{baseline}`\n",
+                  f"Each arm minus `{baseline}` on the same seed and generation (so from the same teacher): mean ± "
                   "std over seeds of the differences, then each seed's.\n", mean, each]
     return "\n".join(parts)
 
@@ -380,12 +396,16 @@ def figure(results):
 def write_study(out, arms, seeds):
     out = Path(out)
     runs = read_runs(out, arms, seeds)
-    results, differences = collect(runs), paired(runs)
+    results = collect(runs)
+    differences = {baseline: paired(runs, baseline) for baseline in BASELINES if baseline in runs}
     config = Run(run_path(out, arms[0], seeds[0])).read_config()
     text = report(results, differences, arms, seeds, config["epochs"])
     study = {"arms": arms, "arm_settings": {arm: arm_settings(arm, config["epochs"]) for arm in arms}, "seeds": seeds,
-             "runs": [run_path(out, a, s).name for a in arms for s in seeds], "results": results,
-             "paired": None if differences is None else {"baseline": BASELINE, "arms": differences}, "report": text}
+             "runs": [run_path(out, a, s).name for a in arms for s in seeds], "results": results, "report": text}
+    for baseline in BASELINES:
+        key = "paired" if baseline == BASELINE else f"paired_to_{baseline}"
+        table = differences.get(baseline)
+        study[key] = None if table is None else {"baseline": baseline, "arms": table}
     fileio.write_text(out / "study.md", f"# Study on {config['data']}\n\n{text}")
     study.update(_write_figure(out, results))
     fileio.write_json(out / "study.json", {"data": config["data"], **study})

@@ -112,3 +112,14 @@ def test_the_drain_schedule_counts_steps_and_occupancy():
     assert stream_schedule([3, 3], capacity=2) == (3, 1.0)
     steps, occupancy = stream_schedule([1, 1, 4], capacity=2)  # the third image enters at step 2, alone after it
     assert steps == 5 and occupancy == pytest.approx(6 / 10)
+
+
+def test_the_contention_benchmark_times_every_thread_count_and_held_core():
+    from bench.contention import main as contention_benchmark
+
+    report = contention_benchmark(["--threads", "1,2", "--held", "0,1", "--steps", "1", "--repeats", "1",
+                                   "--policies", "default"])
+    cells = report["ms_per_step"]["default"]
+    assert set(cells) == {"held=0", "held=1"} and all(set(row) == {"threads=1", "threads=2"} for row in cells.values())
+    assert all(ms > 0 for row in cells.values() for ms in row.values())
+    assert min(report["slowdown"]["default"]["held=0"].values()) == 1.0

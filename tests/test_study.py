@@ -174,3 +174,58 @@ def test_the_small_window_arm_sets_its_area_over_the_studys():
     options = {"data": "synth:/nowhere", "area": 0.2}
     assert arm_config(options, "pasm-small", 0, None).area == 0.05
     assert arm_config(options, "pasm", 0, None).area == 0.2
+
+
+def test_arms_are_paired_with_random_erasing_too(tmp_path):
+    def entry(test, wild):
+        return {"test_accuracy": test, "wild_accuracy": wild}
+
+    runs = {"none": {0: {1: entry(0.5, 0.4)}}, "random": {0: {1: entry(0.45, 0.5)}}, "pasm": {0: {1: entry(0.4, 0.3)}}}
+    [row] = paired(runs, "random")["pasm"]
+    assert row["test_accuracy"]["values"] == pytest.approx([-0.05]) and row["wild_accuracy"]["values"] == pytest.approx([-0.2])
+    assert set(paired(runs, "random")) == {"none", "pasm"}
+    text = report({"pasm": []}, {"none": paired(runs), "random": paired(runs, "random")}, ["pasm"], [0], 15)
+    assert "## Paired difference to `none`" in text and "## Paired difference to `random`" in text
+
+
+def test_side_by_side_runs_take_turns_on_the_visible_cuda_devices(monkeypatch, tmp_path):
+    import torch
+
+    from pasm import study
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert study.visible_devices("auto") == ["cuda:0", "cuda:1"] and study.visible_devices("cpu") == ["cpu"]
+    started = []
+
+    class Finished:
+        def __init__(self, command, **kwargs):
+            started.append(command[command.index("--device") + 1])
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(study.subprocess, "Popen", Finished)
+    write_synth(tmp_path / "synth", train=28, test=14, size=32, seed=1)
+    config = arm_config({"data": f"synth:{tmp_path / 'synth'}", "size": 32}, "none", 0, None)
+    runner = study._SideBySide("auto", 0)
+    runner.busy["cuda:0"] = 1  # a run is still going there
+    runner.train((config, tmp_path / "a", False))
+    assert started == ["cuda:1"]
+
+
+def test_a_study_on_ray_gives_the_results_of_one_run_after_another(tmp_path):
+    ray = pytest.importorskip("ray")
+    write_synth(tmp_path / "synth", train=28, test=14, size=32, seed=1)
+    options = {"data": f"synth:{tmp_path / 'synth'}", "size": 32, "epochs": 1, "batch": 14, "max_points": 3,
+               "threads": 1}
+    serial = run_study(tmp_path / "serial", options, ["none", "pasm"], [0], device="cpu", workers=0)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as e:  # its raylet waits 15 s at most for its agents (ray-project/ray#65983): a loaded machine
+        pytest.skip(f"a local Ray instance did not start here: {e}")
+    try:
+        on_ray = run_study(tmp_path / "ray", options, ["none", "pasm"], [0], device="cpu", workers=0, launcher="ray")
+    finally:
+        ray.shutdown()
+    assert on_ray["results"] == serial["results"]
+    assert (tmp_path / "ray" / "pasm-seed0" / "gen1.safetensors").is_file()

@@ -1,10 +1,13 @@
-"""pasm.threads.one_thread: the one place that sets torch's thread count, shared by the trainer and the app."""
+"""pasm.threads: the one place that sets torch's thread count, shared by the trainer and the app."""
+import os
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
-from pasm.threads import one_thread
+from pasm import threads
+from pasm.threads import computing_on, default_threads, one_thread
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,6 +71,21 @@ def _count_inside_one_thread():
 
 
 def test_nothing_else_sets_the_thread_count():
-    files = [*(REPO / "pasm").rglob("*.py"), *(REPO / "ui").glob("*.py"), *(REPO / "pages").glob("*.py")]
+    files = [*(REPO / "pasm").rglob("*.py"), *(REPO / "ui").glob("*.py"), *(REPO / "app_pages").glob("*.py")]
     setters = [p.relative_to(REPO).as_posix() for p in files if "set_num_threads(" in p.read_text(encoding="utf-8")]
     assert setters == ["pasm/threads.py"]
+
+
+@pytest.mark.parametrize("cores, processes, expected", [(8, 1, 7), (8, 2, 3), (2, 1, 1), (2, 2, 1), (1, 1, 1), (16, 4, 3)])
+def test_training_leaves_a_core_free_and_shares_the_rest(monkeypatch, cores, processes, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert threads.usable_cores() == cores
+    assert default_threads(processes) == expected
+
+
+def test_computing_on_sets_the_count_for_the_block_and_restores_it():
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    with computing_on(wanted):
+        assert torch.get_num_threads() == wanted
+    assert torch.get_num_threads() == before

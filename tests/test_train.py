@@ -288,3 +288,44 @@ def test_resume_after_sigterm_and_after_sigkill(synth, tmp_path):
         resumed = load_checkpoint(out / f"gen{g}.safetensors").model.state_dict()
         straight = load_checkpoint(tmp_path / "uninterrupted" / f"gen{g}.safetensors").model.state_dict()
         assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_the_run_computes_on_its_threads_records_them_and_sets_the_count_back(synth, tmp_path, monkeypatch):
+    from pasm.errors import PasmError
+    from pasm.threads import default_threads
+    from pasm.train import loop
+
+    assert tiny(synth).threads == default_threads()
+    seen, run_all = [], loop.Trainer.run_all
+    monkeypatch.setattr(loop.Trainer, "run_all", lambda self, resume: seen.append(torch.get_num_threads()) or run_all(self, resume))
+    before = torch.get_num_threads()
+    out = tmp_path / "run"
+    train(tiny(synth, generations=0, threads=2), out, device="cpu", workers=0)
+    assert seen == [2]
+    assert torch.get_num_threads() == before
+    assert json.loads((out / "config.json").read_text())["config"]["threads"] == 2
+    with pytest.raises(PasmError, match="threads"):
+        train(tiny(synth, generations=0, threads=1), out, resume=True, device="cpu", workers=0)
+
+
+def test_mining_reports_the_images_done_of_the_total_and_an_eta(synth, tmp_path, monkeypatch):
+    from pasm.runs import Run
+    from pasm.train import mining
+
+    monkeypatch.setattr(mining, "MINING_BATCH", 8)  # 42 images: several batches, so progress shows between them
+    written, write_status = [], Run.write_status
+
+    def spy(self, **fields):
+        write_status(self, **fields)
+        written.append(json.loads(self.status_path.read_text()))
+
+    monkeypatch.setattr(Run, "write_status", spy)
+    out = tmp_path / "run"
+    train(tiny(synth, generations=1), out, device="cpu", workers=0)
+    mining_states = [s for s in written if s.get("phase") == "mining" and s.get("mining")]
+    done = [s["mining"]["done"] for s in mining_states]
+    assert done == sorted(done) and done[-1] == 42 and any(0 < d < 42 for d in done)
+    assert {s["mining"]["total"] for s in mining_states} == {42}
+    assert all(s["eta_seconds"] is not None for s in mining_states if 0 < s["mining"]["done"] < 42)
+    assert written[-1]["state"] == "done" and written[-1]["mining"] is None
+    assert "generation 1: mining 16/42 images (38%)" in (out / "train.log").read_text()

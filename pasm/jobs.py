@@ -4,9 +4,14 @@ Everything about a job lives on disk, so a restarted app finds its jobs again: t
 record ``ROOT/.jobs/<id>.json`` (what was run, where, and which process), the files the trainer
 writes into its run directory (``status.json``, ``train.log``), and ``job.log`` there, which takes
 the process's own stdout and stderr. A job's state is its run's status checked against its
-process: a process that is gone while the status still says "running" was killed or crashed,
-and shows as "died" (resumable). A job that died or failed says why in one line (``failure``: the last
-error line of its log), so a card need not show a traceback.
+process: a process that is gone while the status still says "running" ended without saying so. Then what
+the run holds decides: a run whose summary names every generation with its checkpoint is "done" (its status
+may be damaged); a job killed on request (``kill``, which notes the request in its record first) is "killed";
+any other is "died", a crash. Those three end states besides "stopped" can be resumed. A job that died or
+failed says why in one line (``failure``: the last error line of its log), so a card need not show a traceback.
+
+A study (``python -m pasm study``) writes no status of its own: a study job's status is made from those of the
+runs it plans (``study_runs``) and its study.json. ``delete_run`` removes a run directory and its jobs' records.
 
 A process is known by its pid and a start-time token read from ``/proc``, so a pid that the
 system has since given to another process is not taken for the job. POSIX only: sessions,
@@ -16,6 +21,7 @@ import fcntl
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +35,13 @@ from pathlib import Path
 
 from .errors import PasmError
 from .fileio import write_json
-from .runs import DEMO_RUN, LAUNCHER_FILES, NOT_RUNS, REGISTRY, display_path, read_json, runs_root
+from .runs import (DEMO_RUN, LAUNCHER_FILES, NOT_RUNS, REGISTRY, RUN_MARKERS, display_path, holds_every_generation,
+                   now, read_json, runs_root)
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 JOB_ID = re.compile(r"[A-Za-z0-9-]+")
-TRACKED_FILES = ("status.json", "train.log")
+TRACKED_FILES = ("status.json", "train.log", "study.json")
 POLL_SECONDS = 0.1
 HAS_PROC = Path("/proc/self/stat").exists()
 ENDED_BADLY = ("died", "failed")
@@ -59,6 +66,8 @@ class Job:
     token: str | None = None
     stamps: dict | None = None  # the run's tracked files as they were at launch: a previous run's are not this job's
     final: dict | None = None  # {"state", "status"} kept when a later job took over the run directory
+    killed: str | None = None  # when a Kill was asked for: its end is then no crash
+    study_runs: list | None = None  # a study job: the run folders its study trains, inside run_dir
 
     @property
     def alive(self):
@@ -66,15 +75,27 @@ class Job:
 
     @property
     def status(self):
-        """This job's status.json; {} until the job has written one, and while it cannot be read."""
+        """This job's status.json (a study job's: made from its runs'); {} until the job has written one, and while it
+        cannot be read (``status_error`` says why)."""
         if self.final is not None:
             return dict(self.final["status"])
-        if not self.wrote("status.json"):
-            return {}
+        if self.study_runs is not None:
+            return _study_status(self)
         try:
-            return read_json(self.run_dir / "status.json") or {}
-        except PasmError:  # half written by a crash, or not the trainer's: the job shows as starting, or died
+            return self._read_status() or {}
+        except PasmError:  # half written by a crash, or not the trainer's: the job shows as starting, or as it ended
             return {}
+
+    @property
+    def status_error(self):
+        """Why this job's status.json cannot be read, in one line; None when it can (or is not written yet)."""
+        if self.final is not None or self.study_runs is not None:
+            return None
+        try:
+            self._read_status()
+        except PasmError as e:
+            return str(e)
+        return None
 
     @property
     def state(self):
@@ -82,8 +103,17 @@ class Job:
             return self.final["state"]
         state = str(self.status.get("state") or "starting")
         if state in ACTIVE_STATES and not self.alive:
-            return "died"
+            return self._ended_state()
         return state
+
+    def _read_status(self):
+        return read_json(self.run_dir / "status.json") if self.wrote("status.json") else None
+
+    def _ended_state(self):
+        """The state of a job whose process is gone without a final status: from what its run holds."""
+        if self.study_runs is None and holds_every_generation(self.run_dir):
+            return "done"
+        return "killed" if self.killed else "died"
 
     def wrote(self, name):
         """Whether the run's file ``name`` has been written since this job was launched."""
@@ -108,7 +138,8 @@ class Job:
         return cls(id=str(record["id"]), run_dir=Path(record["run_dir"]), argv=[str(a) for a in record["argv"]],
                    pid=pid, started=str(record["started"]), cwd=str(record["cwd"]),
                    log=Path(record["log"]), resume_argv=[str(a) for a in record["resume_argv"]],
-                   token=record.get("token"), stamps=dict(record.get("stamps") or {}), final=final)
+                   token=record.get("token"), stamps=dict(record.get("stamps") or {}), final=final,
+                   killed=record.get("killed"), study_runs=_study_runs(record.get("study_runs")))
 
 
 def run_path(name, root=None):
@@ -119,11 +150,12 @@ def run_path(name, root=None):
     return _root(root) / name
 
 
-def launch(argv, run_dir, root=None, resume_argv=None, cwd=None):
+def launch(argv, run_dir, root=None, resume_argv=None, cwd=None, study_runs=None):
     """Start ``argv`` as a detached job that writes into ``run_dir``; it goes on after the caller exits.
 
     ``resume_argv`` is what ``resume`` runs later (default: ``argv`` plus ``--resume``, which every pasm
-    training command, train and demo, accepts; a command that does not must be given its own). Launches
+    training command, train and demo, accepts; a command that does not must be given its own; a study resumes
+    when started again). ``study_runs`` makes it a study job: the run folders the study writes in ``run_dir``. Launches
     serialise on a lock in the registry, so two at once cannot both find ``run_dir`` free. The
     earlier jobs of ``run_dir`` keep their last state and status in their records, since the new
     job rewrites the run's files (a ``Job`` read before this launch does not see that: read it again).
@@ -146,6 +178,7 @@ def launch(argv, run_dir, root=None, resume_argv=None, cwd=None):
                 job.final = {"state": job.state, "status": job.status}
                 write_json(_record_path(root, job.id), job.to_record())
         job = _start_process(argv, run_dir, [str(a) for a in resume_argv], Path(cwd or os.getcwd()).resolve())
+        job.study_runs = _study_runs(study_runs)
         write_json(_record_path(root, job.id), job.to_record())
     return job
 
@@ -190,15 +223,66 @@ def stop(job, timeout=0):
         time.sleep(POLL_SECONDS)
 
 
-def kill(job):
-    """Force stop: SIGKILL to the whole process group, DataLoader workers included. The job shows as "died"."""
-    if job.alive:
-        _send_signal(os.killpg, job.pid, signal.SIGKILL)
+def kill(job, root=None):
+    """Force stop: SIGKILL to the whole process group, DataLoader workers included. The request is noted in the
+    job's record in ``root``'s registry first, so the job shows as "killed" (on request, resumable), not as "died"
+    (a crash); a registry that holds no record of the job gets none."""
+    if not job.alive:
+        return
+    job.killed = now()
+    record = _record_path(_root(root), job.id)
+    if record.exists():
+        write_json(record, job.to_record())
+    _send_signal(os.killpg, job.pid, signal.SIGKILL)
 
 
 def resume(job, root=None):
     """Run the job's resume command in the same run directory, as a new job; refused while it is alive."""
-    return launch(job.resume_argv, job.run_dir, root, resume_argv=job.resume_argv, cwd=job.cwd)
+    return launch(job.resume_argv, job.run_dir, root, resume_argv=job.resume_argv, cwd=job.cwd,
+                  study_runs=job.study_runs)
+
+
+def by_run(found):
+    """``found`` (newest first) as one list per run directory, newest job first; runs in the order of their newest job.
+    A run's card shows its newest job, the others are its history."""
+    groups = {}
+    for job in found:
+        groups.setdefault(job.run_dir, []).append(job)
+    return list(groups.values())
+
+
+def ending(job):
+    """How a job ended, or where it stands, in one line: a run's history of attempts."""
+    reason = failure(job)
+    if reason:
+        return f"{job.state}: {reason}"
+    said = {"killed": "killed on request", "stopped": "stopped on request", "done": "finished"}
+    return said.get(job.state, job.state)
+
+
+def delete_run(run, root=None, confirmed=False):
+    """Delete run (or study) directory ``run`` (a path, or a name under the runs directory) and its jobs' records;
+    returns the jobs removed. Refused: anything that is not a run inside the runs directory, and a run with a live
+    job. Unless ``confirmed``, nothing is deleted and the refusal says what would be."""
+    root = _root(root)
+    run_dir = _existing_run_dir(run, root)
+    with _registry_lock(root):
+        own = [job for job in list_jobs(root) if job.run_dir.is_relative_to(run_dir)]
+        live = [job for job in own if job.alive]
+        what = f"run {display_path(run_dir, root.resolve())}"
+        if live:
+            raise PasmError(what, f"job {live[0].id} (pid {live[0].pid}) is still running there; stop it first")
+        if not confirmed:
+            files = sum(1 for path in run_dir.rglob("*") if not path.is_dir())
+            raise PasmError(what, f"deleting it removes {files} file(s) and {len(own)} job record(s): "
+                                  "confirm with --yes")
+        try:
+            shutil.rmtree(run_dir)
+        except OSError as e:
+            raise PasmError(what, f"could not be deleted whole: {e.strerror or e}") from None
+        for job in own:
+            _record_path(root, job.id).unlink(missing_ok=True)
+    return own
 
 
 def tail(job, lines=50):
@@ -246,6 +330,16 @@ def wait(job, timeout=None):
     return state
 
 
+def progress_line(job, status):
+    """Where the job stands, for a card or a table: the study's runs, or the images mined while a run mines."""
+    mining = status.get("mining")
+    if job.study_runs is not None:
+        return f"runs {status.get('runs_done', 0)}/{len(job.study_runs)} finished"
+    if status.get("phase") == "mining" and isinstance(mining, dict) and mining.get("total"):
+        return f"mining {mining.get('done', 0)}/{mining['total']} images"
+    return None
+
+
 def format_table(jobs, root=None):
     """The jobs as a text table: id, state, progress, run (relative to the runs directory)."""
     root = _root(root)
@@ -253,9 +347,11 @@ def format_table(jobs, root=None):
         return f"no jobs in {root}"
     rows = [("id", "state", "progress", "run")]
     for job in jobs:
-        progress = job.status.get("progress")
-        rows.append((job.id, job.state, f"{progress:.0%}" if isinstance(progress, (int, float)) else "-",
-                     display_path(job.run_dir, root)))
+        status = job.status
+        progress = status.get("progress")
+        shown = f"{progress:.0%}" if isinstance(progress, (int, float)) else "-"
+        detail = progress_line(job, status)
+        rows.append((job.id, job.state, f"{shown} ({detail})" if detail else shown, display_path(job.run_dir, root)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -297,6 +393,50 @@ def _own_log(job):
     start = next((i + 1 for i, line in enumerate(lines) if line.startswith(header)), 0)
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("== job ")), len(lines))
     return "\n".join(lines[start:end])
+
+
+def _study_runs(value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise TypeError("study_runs must be a list of run folders")
+    return [str(name) for name in value]
+
+
+def _study_status(job):
+    """A study job's status from its runs' status.json files: state, the share of the runs' training done, and how
+    many runs finished. "done" once the study wrote study.json; while its process lives, "running"; after it, a run
+    that failed or stopped says how the study ended."""
+    statuses = []
+    for name in job.study_runs:
+        try:
+            statuses.append(read_json(job.run_dir / name / "status.json") or {})
+        except PasmError:
+            statuses.append({})
+    states = [status.get("state") for status in statuses]
+    progress = [1.0 if state == "done" else status.get("progress") for state, status in zip(states, statuses)]
+    status = {"runs_done": states.count("done"),
+              "progress": round(sum(p for p in progress if isinstance(p, (int, float))) / len(statuses), 4)}
+    if job.wrote("study.json"):
+        return {**status, "state": "done"}
+    ended = next((s for s in statuses if s.get("state") == "failed"), None) or \
+        next((s for s in statuses if s.get("state") == "stopped"), None)
+    if ended is not None and not job.alive:
+        return {**status, "state": ended["state"], "error": ended.get("error")}
+    return {**status, "state": "running" if any(states) else "starting"}
+
+
+def _existing_run_dir(run, root):
+    """The run directory ``run`` names: a name under the runs directory (as ``jobs list`` shows it) or a path."""
+    path = next((p for p in (Path(root) / str(run), Path(run)) if p.is_dir()), None)
+    if path is None:
+        raise PasmError(f"run {run}", f"no such run directory in {root}")
+    run_dir = _checked_run_dir(path, root)
+    if run_dir.relative_to(Path(root).resolve()).parts[0] in NOT_RUNS:
+        raise PasmError(f"run {run}", "is one of the runs directory's own folders, not a run")
+    if not any((run_dir / marker).exists() for marker in (*RUN_MARKERS, *LAUNCHER_FILES)):
+        raise PasmError(f"run {run}", f"not a run directory (none of {', '.join(RUN_MARKERS)})")
+    return run_dir
 
 
 def _checked_run_dir(run_dir, root):
@@ -414,6 +554,16 @@ def _reap(pid):
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def default_run_name(data, method, when=None):
+    """The name of a run a person left unnamed: its data set (the spec's kind, or a folder's name), its erasing (or
+    "study") and the local time to the second, e.g. ``synth-pasm-20261206-101500``; always a valid ``run_path``."""
+    kind, _, path = str(data).strip().partition(":")
+    dataset = Path(path).name if kind == "folder" else kind
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    name = "-".join(part for part in (dataset, method, stamp) if part)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".-")[:100]
 
 
 def new_run_dir(name, root=None):

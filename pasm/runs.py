@@ -53,6 +53,8 @@ RUN_MARKERS = ("config.json", "status.json", "summary.json", "study.json")
 # depths instead of using ``**`` never walks a data set folder full of images.
 SEARCH_DEPTHS = (1, 2, 3)
 GENERATION_FILE = re.compile(r"gen(\d+)")
+# json's messages that end in the place they refer to; the reader says the place itself.
+JSON_MESSAGE_END = re.compile(r"( starting)? at$")
 # The first-run demo's run (pasm.jobs.launch_demo); its SynthFER data set is written into its data/ folder.
 DEMO_RUN = "demo"
 
@@ -206,8 +208,9 @@ def read_json(path):
         return None
     except (OSError, UnicodeDecodeError) as e:
         raise PasmError(path, f"unreadable ({first_line(e, with_type=True)})") from None
-    except json.JSONDecodeError as e:
-        raise PasmError(path, f"damaged: not valid JSON ({e.msg} at line {e.lineno}); truncated?") from None
+    except json.JSONDecodeError as e:  # its message may end in "at" ("Unterminated string starting at")
+        where = JSON_MESSAGE_END.sub("", e.msg)
+        raise PasmError(path, f"damaged: not valid JSON ({where} at line {e.lineno}); truncated?") from None
     if not isinstance(value, dict):
         raise PasmError(path, "damaged: expected a JSON object")
     return value
@@ -281,6 +284,12 @@ class RunFiles:
     study: dict | None = None
     study_md: str | None = None
     errors: list | None = None
+    damaged: set | None = None  # the fields above whose file is there but could not be read
+
+    @property
+    def student_generations(self):
+        """Finished student generations (generation 0 is the teacher): what the Train form's "Generations" counts."""
+        return sum(1 for e in self.generations if e["index"] > 0)
 
     @property
     def is_study(self):
@@ -324,7 +333,7 @@ def _square(value, size):
 
 def read_run(path):
     """A run or study directory read fresh from disk; a damaged file is a line in ``errors``, never an exception."""
-    run, files = RunFiles(Path(path), metrics=[], errors=[]), Run(path)
+    run, files = RunFiles(Path(path), metrics=[], errors=[], damaged=set()), Run(path)
     readers = {
         "config": lambda: files.read_config() if files.config_path.exists() else None,
         "status": files.read_status,
@@ -338,10 +347,30 @@ def read_run(path):
             setattr(run, field, read())
         except PasmError as e:
             run.errors.append(str(e))
+            run.damaged.add(field)
     if run.summary is not None and not isinstance(run.summary.get("generations"), list):
         run.errors.append(f"{files.summary_path}: damaged: 'generations' is not a list")
         run.summary = None
+        run.damaged.add("summary")
     return run
+
+
+def holds_every_generation(path):
+    """Whether the run in ``path`` finished: its summary.json names the teacher and every student generation its
+    config asks for, each with its checkpoint there. What the run holds, not its status.json, which a job reads to
+    tell a finished run from one that died when that status cannot be read or was left saying "running"."""
+    run = Run(path)
+    try:
+        config, summary = run.read_config(), run.read_summary()
+    except PasmError:
+        return False
+    entries = (summary or {}).get("generations")
+    wanted = config.get("generations")
+    if not isinstance(entries, list) or not isinstance(wanted, int):
+        return False
+    found = {e.get("index") for e in entries if isinstance(e, dict) and isinstance(e.get("checkpoint"), str)
+             and (run.path / Path(e["checkpoint"]).name).is_file()}
+    return found >= set(range(wanted + 1))
 
 
 def _read_text(path):

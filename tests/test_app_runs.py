@@ -22,7 +22,7 @@ from pasm.study import write_study
 from ui import jobs_view, run_figures
 from app_helpers import chart_titles, no_exception, stand_in_job
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Runs.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "5_Runs.py"
 
 
 def write_tiny_run(path, generations=2, data="synth:/nowhere", erasing="pasm", seed=0):
@@ -77,7 +77,8 @@ def test_a_finished_run_shows_config_curves_confusions_and_downloads(runs):
     assert not at.error
     overview = at.dataframe[0].value
     assert list(overview["run"]) == ["tiny"]
-    assert overview["state"][0] == "done" and overview["generations"][0] == 2
+    assert overview["state"][0] == "done"
+    assert overview["student generations"][0] == 1, "generation 0 is the teacher, as on the Train form"
     assert overview["best test accuracy"][0] == pytest.approx(0.6)
     assert at.json[0].value and json.loads(at.json[0].value)["erasing"] == "pasm"
     titles = chart_titles(at)
@@ -165,6 +166,9 @@ def test_a_runs_job_card_stops_resumes_and_says_why_it_died(runs):
     assert at.dataframe[0].value["state"][0] == "died", "not the 'stopped' its status.json still says"
     assert "The job died: RuntimeError: CUDA\\_ERROR out of memory" in [e.value for e in at.error]
     assert not at.button(key=f"resume_{resumed.id}").disabled
+    history = at.table[0].value
+    assert list(history["job"]) == [resumed.id, job.id], "one card for the run, its attempts inside"
+    assert list(history["how it ended"]) == ["died: RuntimeError: CUDA_ERROR out of memory", "stopped on request"]
 
 
 def test_read_run_lists_every_damaged_file(tmp_path):
@@ -210,8 +214,84 @@ def test_confusion_matrix_colours_row_shares_and_prints_counts():
 
 def test_one_progress_line_for_every_job_card():
     """The Home page's demo card and the Train and Runs pages' job cards say a job's progress the same way."""
-    running, stopped = SimpleNamespace(state="running"), SimpleNamespace(state="stopped")
+    running = SimpleNamespace(state="running", study_runs=None)
+    stopped = SimpleNamespace(state="stopped", study_runs=None)
     status = {"generation": 1, "epoch": 2, "eta_seconds": 125.4}
     assert jobs_view.progress_text(running, status) == "running · generation 1 · epoch 2 · about 2 min 05 s left"
     assert jobs_view.progress_text(running, {"eta_seconds": 30}) == "running · about 30 s left"
     assert jobs_view.progress_text(stopped, status) == "stopped · generation 1 · epoch 2", "no time left when stopped"
+
+
+def test_a_mining_run_shows_images_mined_and_a_study_its_runs():
+    running = SimpleNamespace(state="running", study_runs=None)
+    mining = {"state": "running", "phase": "mining", "generation": 1, "epoch": 0, "progress": 0.2,
+              "mining": {"done": 120, "total": 400}, "eta_seconds": 65}
+    assert jobs_view.progress_text(running, mining) == ("running · generation 1 · mining 120/400 images · "
+                                                        "about 1 min 05 s left")
+    assert jobs_view.progress_value(running, mining) == pytest.approx(0.3), "the bar follows the images mined"
+    training = {**mining, "phase": "training"}
+    assert jobs_view.progress_value(running, training) == pytest.approx(0.2)
+    study = SimpleNamespace(state="running", study_runs=["none-seed0", "pasm-seed0", "none-seed1", "pasm-seed1"])
+    assert jobs_view.progress_text(study, {"runs_done": 1, "progress": 0.4}) == "running · runs 1/4 finished"
+
+
+def test_a_kill_from_the_app_says_killed_on_request_not_died(runs):
+    job = jobs.launch([sys.executable, "-c", STAND_IN, str(runs / "x")], runs / "x", runs)
+    wait_for(lambda: job.state == "running")
+    at = page()
+    at.button(key=f"kill_{job.id}").click().run()
+    wait_for(lambda: not job.alive)
+    at.run()
+    no_exception(at)
+    assert not at.error, "a kill on request is no crash"
+    assert any("killed on request" in i.value for i in at.info)
+    assert at.dataframe[0].value["state"][0] == "killed"
+    assert not at.button(key=f"resume_{job.id}").disabled
+
+
+def test_a_damaged_status_of_a_finished_run_names_the_file_and_the_run_is_done(runs):
+    run = write_tiny_run(runs / "x")
+    damage = f"import pathlib; pathlib.Path({str(run.status_path)!r}).write_text('{{\"state\": \"done\", \"err')"
+    job = jobs.launch([sys.executable, "-c", damage], run.path, runs)
+    wait_for(lambda: not job.alive)
+    at = page()
+    no_exception(at)
+    assert at.dataframe[0].value["state"][0] == "done"
+    assert any("x/status.json: damaged: not valid JSON (Unterminated string at line 1)" in w.value for w in at.warning)
+    assert at.button(key=f"resume_{job.id}").disabled, "a finished run is not resumed"
+    assert [p.value for p in at.get("progress")] == [100]
+
+
+def test_a_damaged_summary_is_not_taken_for_a_missing_one(runs):
+    write_tiny_run(runs / "x").summary_path.write_text('{"generations": [')
+    at = page()
+    no_exception(at)
+    assert any("summary.json is damaged" in w.value for w in at.warning)
+    assert not any("No finished generation yet" in i.value for i in at.info)
+
+
+def test_deleting_a_run_asks_first_then_removes_it_and_its_jobs(runs):
+    write_tiny_run(runs / "keep")
+    gone = write_tiny_run(runs / "gone")
+    job = jobs.launch([sys.executable, "-c", "pass"], gone.path, runs)
+    wait_for(lambda: not job.alive)
+    at = choose(page(), "gone")
+    delete = at.button(key="delete_gone")
+    assert delete.disabled, "not before the confirmation is ticked"
+    at.checkbox(key="delete_sure_gone").check().run()
+    at.button(key="delete_gone").click().run()
+    no_exception(at)
+    assert not gone.path.exists() and jobs.list_jobs(runs) == []
+    assert any("Deleted gone and 1 job record(s)" in s.value for s in at.success)
+    assert list(at.dataframe[0].value["run"]) == ["keep"]
+
+
+def test_a_run_with_a_live_job_is_not_deleted(runs):
+    job = jobs.launch([sys.executable, "-c", STAND_IN, str(runs / "x")], runs / "x", runs)
+    wait_for(lambda: job.state == "running")
+    at = page()
+    at.checkbox(key="delete_sure_x").check().run()
+    at.button(key="delete_x").click().run()
+    no_exception(at)
+    assert any("is still running there" in e.value for e in at.error)
+    assert (runs / "x").is_dir() and job.alive

@@ -1,6 +1,8 @@
 """Train page (AppTest): the form starts a real tiny training job in the background and the job list follows
 it to "done"; its job's command line reads back to the form's TrainConfig; an existing checkpoint can be
 adopted as the teacher; bad names and specs are refused; stop, resume and two jobs at once on stand-in jobs."""
+import html
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from pasm.train import TrainConfig
 
 from app_helpers import no_exception, stand_in_job
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Train.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "4_Train.py"
 
 # A stand-in trainer for the buttons' tests: "running" until SIGTERM, then "stopped"; with --resume it finishes.
 STAND_IN = stand_in_job('status("done"); sys.exit(0)')
@@ -40,17 +42,17 @@ def widget(widgets, label):
     return next(w for w in widgets if w.label == label)
 
 
-def submit(at, name, data, **values):
-    """Fill the form (any other widget by its label) and press Start training."""
+def submit(at, name, data, button="Start training", **values):
+    """Fill the form (any other widget by its label) and press Start training (or ``button``)."""
     widget(at.text_input, "Run name").set_value(name)
     widget(at.text_input, "Data set spec").set_value(data)
     for label, value in values.items():
         widget([*at.number_input, *at.text_input, *at.selectbox, *at.slider], label).set_value(value)
-    return widget(at.button, "Start training").click().run()
+    return widget(at.button, button).click().run()
 
 
 def errors(at):
-    return [e.value.replace("\\", "") for e in at.error]  # show_error escapes markdown's characters
+    return [html.unescape(e.value.replace("\\", "")) for e in at.error]  # show_error escapes markdown's characters
 
 
 def config_of(argv):
@@ -62,8 +64,8 @@ def fake_launches(monkeypatch):
     """Launches recorded instead of started: (argv, run_dir) each."""
     launched = []
 
-    def launch(argv, run_dir, root, cwd):
-        launched.append((argv, run_dir))
+    def launch(argv, run_dir, root, cwd, **kwargs):
+        launched.append((argv, run_dir, kwargs))
         return SimpleNamespace(id="fake", run_dir=Path(run_dir))
 
     monkeypatch.setattr(jobs, "launch", launch)
@@ -113,31 +115,31 @@ def test_the_form_starts_a_real_tiny_job_that_reaches_done(runs, tiny_synth):
     assert (runs / "x" / "gen0.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name", ["../etc", "/tmp/x", "a/b", ".jobs", ""])
+@pytest.mark.parametrize("name", ["../etc", "/tmp/x", "a/b", ".jobs"])
 def test_a_name_outside_the_runs_directory_is_refused(runs, tiny_synth, name):
     at = submit(page(), name, f"synth:{tiny_synth}")
     no_exception(at)
-    assert at.error and "run name" in at.error[0].value
+    assert at.error and "run name" in errors(at)[0]
     assert jobs.list_jobs(runs) == []
     assert not (runs.parent / "etc").exists()
 
 
 def test_a_bad_data_spec_or_a_used_name_is_refused(runs, tiny_synth):
-    at = submit(page(), "y", "nosuchkind:/data")
-    assert "unknown data set kind 'nosuchkind'" in at.error[0].value
+    at = submit(page(), "y", "nonsense:x")
+    assert errors(at)[0].startswith("data set spec nonsense:x: unknown data set kind 'nonsense'"), "as typed"
     at = submit(page(), "y", f"synth:{tiny_synth}-missing")
     no_exception(at)
     assert errors(at) == [f"data set spec synth:{tiny_synth}-missing: no such file or directory"]
     assert widget(at.text_input, "Run name").value == "y"  # the form stays as it was
     at = submit(page(), "y", "")
-    assert "data set spec (empty): a data set spec is KIND:PATH" in at.error[0].value
+    assert "data set spec (empty): a data set spec is KIND:PATH" in errors(at)[0]
     at = submit(page(), "y", f"synth:{tiny_synth}", **{"Evaluation split (blank: test, else val)": "val"})
-    assert "has no 'val' split" in at.error[0].value
+    assert "has no 'val' split" in errors(at)[0]
     (runs / "used").mkdir()
     (runs / "used" / "config.json").write_text("{}")
     at = submit(page(), "used", f"synth:{tiny_synth}")
     no_exception(at)
-    assert "holds a run already" in at.error[0].value
+    assert "holds a run already" in errors(at)[0]
     assert jobs.list_jobs(runs) == []
 
 
@@ -160,7 +162,12 @@ def test_two_jobs_at_once_then_stop_and_resume(runs):
     assert resumed.run_dir == first.run_dir and "--resume" in resumed.argv
     wait_for(lambda: resumed.state == "done")
     at.run()
-    assert at.button(key=f"resume_{first.id}").disabled  # only a run's newest job can be resumed
+    no_exception(at)
+    assert sum("**one** ·" in m.value for m in at.markdown) == 1, "one card per run"
+    assert at.button(key=f"resume_{resumed.id}").disabled
+    assert not [b for b in at.button if b.key == f"resume_{first.id}"], "the stopped attempt has no card of its own"
+    [history] = at.table
+    assert list(history.value["how it ended"]) == ["finished", "stopped on request"]
 
 
 @pytest.fixture
@@ -223,7 +230,7 @@ def test_a_submitted_form_launches_the_command_line_of_its_train_config(runs, ti
         "Data-loading processes (blank: automatic)": 1})
     no_exception(at)
     assert not at.error, errors(at)
-    [(argv, run_dir)] = launched
+    [(argv, run_dir, _)] = launched
     assert run_dir == (runs / "full").resolve()
     assert argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     assert argv[argv.index("--device") + 1] == "cpu" and argv[argv.index("--workers") + 1] == "1"
@@ -244,4 +251,45 @@ def test_the_demo_data_is_the_default_spec_and_a_bad_config_launches_nothing(run
     at = submit(at, "z", spec, **{"Batch size (per process)": 1})
     no_exception(at)
     assert errors(at) == ["--batch 1: must be a whole number of at least 2"]  # TrainConfig's own check
+    assert launched == []
+
+
+def test_an_unnamed_run_gets_a_name_from_its_data_set_erasing_and_time(runs, tiny_synth, monkeypatch):
+    launched = fake_launches(monkeypatch)
+    at = submit(page(), "", f"synth:{tiny_synth}", **{"Erasing for the students": "random"})
+    no_exception(at)
+    assert not at.error, errors(at)
+    [(argv, run_dir, _)] = launched
+    assert run_dir.parent == runs.resolve() and re.fullmatch(r"synth-random-\d{8}-\d{6}", run_dir.name)
+    assert argv[argv.index("--out") + 1] == str(run_dir)
+
+
+def test_a_study_starts_as_a_job_whose_command_reads_back_to_the_form(runs, tiny_synth, monkeypatch):
+    launched = fake_launches(monkeypatch)
+    at = page()
+    widget(at.multiselect, "Arms").set_value(["none", "pasm-small"])
+    widget(at.text_input, "Seeds").set_value("3, 4")
+    widget(at.number_input, "Runs side by side").set_value(2)
+    at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study", **{
+        "Generations (students after the teacher)": 2, "Epochs per generation": 3, "Seed": 9})
+    no_exception(at)
+    assert not at.error, errors(at)
+    [(argv, run_dir, kwargs)] = launched
+    assert argv[1:4] == ["-m", "pasm", "study"] and run_dir == (runs / "st").resolve()
+    assert kwargs["study_runs"] == ["none-seed3", "pasm-small-seed3", "none-seed4", "pasm-small-seed4"]
+    assert kwargs["resume_argv"] == argv, "a study resumes by starting again"
+    args = build_parser().parse_args(argv[3:])
+    assert (args.arms, args.seeds, args.jobs, args.out) == ("none,pasm-small", "3,4", 2, str(run_dir))
+    assert TrainConfig(**train_options(args)) == TrainConfig(data=f"synth:{tiny_synth}", generations=2, epochs=3)
+
+
+def test_a_study_needs_arms_and_whole_seeds(runs, tiny_synth, monkeypatch):
+    launched = fake_launches(monkeypatch)
+    at = page()
+    widget(at.text_input, "Seeds").set_value("one")
+    at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study")
+    assert errors(at) == ["seeds 'one': must be comma-separated whole numbers, e.g. 0,1,2"]
+    widget(at.multiselect, "Arms").set_value([])
+    at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study")
+    assert errors(at) == ["arms: choose at least one arm for the study"]
     assert launched == []

@@ -82,7 +82,7 @@ def root(tmp_path):
     root = tmp_path / "runs"
     yield root
     for job in jobs.list_jobs(root):
-        jobs.kill(job)
+        jobs.kill(job, root)
     for job in jobs.list_jobs(root):
         wait_until(lambda: not job.alive and gone(job.pid), f"reaped job {job.id}")
 
@@ -203,9 +203,9 @@ def test_kill_then_resume_continues_to_done(root, stand_in):
     run_dir = held(root, "a")
     job = jobs.launch(stand_in(run_dir, steps=8, hold_at=3), run_dir, root)
     wait_running(job, step=3)
-    jobs.kill(job)
+    jobs.kill(job, root)
     wait_until(lambda: not job.alive, "killed")
-    assert job.state == "died"
+    assert job.state == "killed" and jobs.failure(job) is None, "killed on request: no crash"
     (run_dir / "hold").unlink()
     resumed = jobs.resume(job, root)
     assert resumed.id != job.id and resumed.argv == job.argv + ["--resume"]
@@ -215,8 +215,8 @@ def test_kill_then_resume_continues_to_done(root, stand_in):
     assert log[log.index("resumed at step 3") + 1] == "step 4"
     assert "step 1" not in log[log.index("resumed at step 3"):]
     assert [j.id for j in jobs.list_jobs(root)] == [resumed.id, job.id]
-    assert jobs.get_job(job.id, root).state == "died"  # the run's status is the new job's now
-    assert [j.state for j in jobs.list_jobs(root)] == ["done", "died"]
+    assert jobs.get_job(job.id, root).state == "killed"  # the run's status is the new job's now
+    assert [j.state for j in jobs.list_jobs(root)] == ["done", "killed"]
 
 
 def test_resumed_job_ignores_the_previous_runs_status_until_it_writes_its_own(root, stand_in):
@@ -227,9 +227,9 @@ def test_resumed_job_ignores_the_previous_runs_status_until_it_writes_its_own(ro
     assert job.state == "stopped"
     resumed = jobs.launch([sys.executable, "-c", "import time; time.sleep(60)"], run_dir, root)
     assert resumed.status == {} and resumed.state == "starting"
-    jobs.kill(resumed)
+    jobs.kill(resumed, root)
     wait_until(lambda: not resumed.alive, "killed")
-    assert resumed.state == "died"
+    assert resumed.state == "killed"
 
 
 def test_process_that_fails_at_once_shows_died_and_its_output(root):
@@ -263,9 +263,10 @@ def test_corrupt_registry_and_half_written_status_are_tolerated(root, stand_in):
     assert job.status == {} and job.state == "starting"
     (run_dir / "status.json").write_text('["not", "a", "dict"]')
     assert job.status == {} and job.state == "starting"
-    jobs.kill(job)
+    assert job.status_error == f"{run_dir / 'status.json'}: damaged: expected a JSON object"
+    jobs.kill(job, root)
     wait_until(lambda: not job.alive, "killed")
-    assert job.state == "died"
+    assert job.state == "killed"
 
 
 def test_a_fresh_process_finds_the_jobs_on_disk(root, stand_in):
@@ -472,3 +473,161 @@ def test_last_error_finds_the_line_that_says_why():
     argparse = "usage: python -m pasm [-h]\npython -m pasm: error: unrecognized arguments: --resume\n"
     assert jobs.last_error(argparse) == "python -m pasm: error: unrecognized arguments: --resume"
     assert jobs.last_error("epoch 1: loss 2.0, error rate 0.3\nstep 2\n") is None
+
+
+# Kill on request, the state from what a run holds, a run's history, deleting a run, studies and mining
+
+
+def test_a_kill_on_request_is_no_crash_and_an_outside_sigkill_is(root, stand_in):
+    asked, outside = held(root, "asked"), held(root, "outside")
+    killed = jobs.launch(stand_in(asked), asked, root)
+    crashed = jobs.launch(stand_in(outside), outside, root)
+    wait_running(killed)
+    wait_running(crashed)
+    jobs.kill(killed, root)
+    os.killpg(crashed.pid, 9)  # the system, not the app: no request on record
+    wait_until(lambda: not killed.alive and not crashed.alive, "ended")
+    assert jobs.get_job(killed.id, root).state == "killed"  # read back from the registry, as a restarted app would
+    assert jobs.ending(killed) == "killed on request" and jobs.failure(killed) is None
+    assert jobs.get_job(crashed.id, root).state == "died"
+    assert jobs.ending(crashed) == f"died: {jobs.NO_ERROR_LOGGED}"
+
+
+def finished_run(run_dir, generations=1):
+    """A run's files as the trainer leaves them once it finished (checkpoints that only need to be there)."""
+    from pasm.runs import Run
+
+    run = Run(run_dir)
+    run.create({"data": "synth:/x", "generations": generations})
+    for g in range(generations + 1):
+        run.checkpoint_path(g).write_bytes(b"weights")
+    entries = [{"index": g, "checkpoint": run.checkpoint_name(g)} for g in range(generations + 1)]
+    run.write_summary({"generations": entries})
+    return run
+
+
+DAMAGES_STATUS = ("import pathlib, sys; "
+                  "pathlib.Path(sys.argv[1], 'status.json').write_text('{\"state\": \"done\", \"err')")
+
+
+def test_a_damaged_status_leaves_the_state_to_what_the_run_holds(root):
+    done_dir, cut_dir = root / "done", root / "cut"
+    finished_run(done_dir)
+    finished_run(cut_dir).checkpoint_path(1).unlink()  # generation 1 never written: not finished
+    done = jobs.launch([sys.executable, "-c", DAMAGES_STATUS, str(done_dir)], done_dir, root)
+    cut = jobs.launch([sys.executable, "-c", DAMAGES_STATUS, str(cut_dir)], cut_dir, root)
+    wait_until(lambda: not done.alive and not cut.alive, "ended")
+    assert done.state == "done", "finished: summary.json and checkpoints hold every generation"
+    assert cut.state == "died"
+    assert done.status_error == f"{done_dir / 'status.json'}: damaged: not valid JSON " \
+                                "(Unterminated string at line 1); truncated?"
+    assert jobs.failure(done) is None
+
+
+def test_one_entry_per_run_with_its_attempts_newest_first(root, stand_in):
+    a, b = held(root, "a"), root / "b"
+    first = jobs.launch(stand_in(a), a, root)
+    wait_running(first)
+    jobs.stop(first, timeout=30)
+    second = jobs.resume(first, root)
+    wait_running(second)
+    jobs.kill(second, root)
+    wait_until(lambda: not second.alive, "killed")
+    other = jobs.launch(stand_in(b, steps=1), b, root)
+    assert jobs.wait(other, 30) == "done"
+    (a / "hold").unlink()
+    third = jobs.resume(second, root)
+    assert jobs.wait(third, 30) == "done"
+    grouped = jobs.by_run(jobs.list_jobs(root))
+    assert [[job.id for job in attempts] for attempts in grouped] == [[third.id, second.id, first.id], [other.id]]
+    assert [jobs.ending(job) for job in grouped[0]] == ["finished", "killed on request", "stopped on request"]
+
+
+def test_deleting_a_run_needs_a_confirmation_and_no_live_job(root, stand_in):
+    live_dir, old_dir = held(root, "live"), root / "old"
+    live = jobs.launch(stand_in(live_dir), live_dir, root)
+    old = jobs.launch(stand_in(old_dir, steps=1), old_dir, root)
+    assert jobs.wait(old, 30) == "done"
+    wait_until(lambda: not old.alive, "exited")  # "done" is written just before the process ends
+    again = jobs.resume(old, root)
+    assert jobs.wait(again, 30) == "done"
+    wait_until(lambda: not again.alive, "exited")
+    wait_running(live)
+    with pytest.raises(PasmError, match=f"job {live.id} .* is still running there"):
+        jobs.delete_run("live", root, confirmed=True)
+    with pytest.raises(PasmError, match=r"removes \d+ file\(s\) and 2 job record\(s\): confirm"):
+        jobs.delete_run("old", root)
+    assert old_dir.is_dir() and len(jobs.list_jobs(root)) == 3
+    removed = jobs.delete_run(old_dir, root, confirmed=True)
+    assert {job.id for job in removed} == {old.id, again.id}
+    assert not old_dir.exists() and [job.id for job in jobs.list_jobs(root)] == [live.id]
+    assert live_dir.is_dir()
+    (root / "plain").mkdir()
+    (root / "uploads").mkdir()
+    (root / "uploads" / "config.json").write_text("{}")
+    for run, reason in [("plain", "not a run directory"), ("gone", "no such run directory"),
+                        ("uploads", "own folders"), (".jobs", "must be inside the runs directory"),
+                        ("..", "must be inside the runs directory")]:
+        with pytest.raises(PasmError, match=reason):
+            jobs.delete_run(run, root, confirmed=True)
+    assert all((root / name).is_dir() for name in ("plain", "uploads", ".jobs"))
+
+
+def test_cli_jobs_delete_asks_for_yes(root, capsys):
+    finished_run(root / "study" / "none-seed0")
+    assert main(["jobs", "delete", "study/none-seed0", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run study/none-seed0: deleting it removes 4 file(s)") and err.count("\n") == 1
+    assert (root / "study" / "none-seed0").is_dir()
+    assert main(["jobs", "delete", "study/none-seed0", "--yes", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.strip() == "deleted study/none-seed0 and 0 job record(s)"
+    assert not (root / "study" / "none-seed0").exists() and (root / "study").is_dir()
+
+
+def test_an_unnamed_run_is_named_by_data_set_erasing_and_time():
+    from datetime import datetime
+
+    when = datetime(2026, 12, 6, 10, 15, 0)
+    assert jobs.default_run_name("synth:/x/demo/data", "pasm", when) == "synth-pasm-20261206-101500"
+    assert jobs.default_run_name("folder:/photos/my faces!", "study", when) == "my_faces_-study-20261206-101500"
+    assert jobs.run_path(jobs.default_run_name("folder:/.hidden", "none", when), "/r").name == \
+        "hidden-none-20261206-101500"
+
+
+FAKE_STUDY = """
+import json, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+for name, status in (("none-seed0", {"state": "done", "progress": 1.0}),
+                     ("pasm-seed0", {"state": "running", "progress": 0.5})):
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / "status.json").write_text(json.dumps(status))
+while (out / "hold").exists():
+    time.sleep(0.01)
+(out / "study.json").write_text("{}")
+"""
+
+
+def test_a_study_job_follows_the_runs_it_plans(root):
+    study = held(root, "study")
+    argv = [sys.executable, "-c", FAKE_STUDY, str(study)]
+    job = jobs.launch(argv, study, root, resume_argv=argv, study_runs=["none-seed0", "pasm-seed0"])
+    wait_until(lambda: job.status.get("runs_done") == 1 and job.status.get("progress") == 0.75, "one run done")
+    assert job.state == "running" and jobs.progress_line(job, job.status) == "runs 1/2 finished"
+    assert jobs.get_job(job.id, root).study_runs == ["none-seed0", "pasm-seed0"]
+    jobs.kill(job, root)
+    wait_until(lambda: not job.alive, "killed")
+    assert job.state == "killed"
+    (study / "hold").unlink()
+    resumed = jobs.resume(job, root)
+    assert resumed.argv == argv and resumed.study_runs == job.study_runs, "a study resumes by starting again"
+    assert jobs.wait(resumed, 30) == "done"
+    assert "runs 1/2 finished" in jobs.format_table([resumed], root)
+
+
+def test_mining_progress_shows_in_the_table(root):
+    job = jobs.Job(id="j", run_dir=root / "a", argv=["x"], pid=os.getpid(), started="now", cwd=".",
+                   log=root / "a" / "job.log", resume_argv=["x"], stamps={})
+    status = {"state": "running", "phase": "mining", "mining": {"done": 120, "total": 400}, "progress": 0.0}
+    assert jobs.progress_line(job, status) == "mining 120/400 images"
+    assert jobs.progress_line(job, {**status, "phase": "training"}) is None

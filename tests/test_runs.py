@@ -113,7 +113,8 @@ def test_state_holds_only_data(run):
 
 
 @pytest.mark.parametrize("content, reason", [
-    ('{"state": "runn', "damaged: not valid JSON"),
+    ('{"state": "runn', r"damaged: not valid JSON \(Unterminated string at line 1\)"),
+    ('{"state": ', r"damaged: not valid JSON \(Expecting value at line 1\)"),
     ("[1, 2]", "damaged: expected a JSON object"),
     (b"\xff\xfe{}", r"unreadable \(UnicodeDecodeError"),
 ])
@@ -171,3 +172,33 @@ def test_generations_sort_by_number_within_their_folder():
     paths = [Path("b/gen10.safetensors"), Path("b/gen9.safetensors"), Path("a/x.pt"), Path("b/gen0.safetensors")]
     assert [p.as_posix() for p in sorted(paths, key=generation_order)] == [
         "a/x.pt", "b/gen0.safetensors", "b/gen9.safetensors", "b/gen10.safetensors"]
+
+
+def test_a_run_holds_every_generation_once_its_summary_and_checkpoints_do(tmp_path):
+    run = Run(tmp_path / "run")
+    run.create({**CONFIG, "generations": 1})
+    assert not runs.holds_every_generation(run.path), "no summary yet"
+    entries = [{"index": g, "checkpoint": run.checkpoint_name(g)} for g in (0, 1)]
+    run.write_summary({"generations": entries[:1]})
+    run.checkpoint_path(0).write_bytes(b"w")
+    assert not runs.holds_every_generation(run.path), "the student generation is missing"
+    run.write_summary({"generations": entries})
+    assert not runs.holds_every_generation(run.path), "its checkpoint is missing"
+    run.checkpoint_path(1).write_bytes(b"w")
+    assert runs.holds_every_generation(run.path)
+    run.summary_path.write_text('{"generations": [')
+    assert not runs.holds_every_generation(run.path), "a damaged summary proves nothing"
+    assert not runs.holds_every_generation(tmp_path / "missing")
+
+
+def test_read_run_says_which_files_are_damaged_and_counts_student_generations(tmp_path):
+    run = Run(tmp_path / "run")
+    run.create(CONFIG)
+    run.write_summary({"generations": [{"index": g, "checkpoint": run.checkpoint_name(g)} for g in (0, 1, 2)]})
+    files = read_run(run.path)
+    assert files.damaged == set() and files.student_generations == 2, "generation 0 is the teacher"
+    run.summary_path.write_text('{"generations": [')
+    run.status_path.write_text("[]")
+    assert read_run(run.path).damaged == {"summary", "status"}
+    run.summary_path.write_text('{"generations": 3}')
+    assert read_run(run.path).damaged == {"summary", "status"}

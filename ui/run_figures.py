@@ -77,7 +77,7 @@ def generation_curves(generations, title="Accuracy across generations"):
                                      marker=dict(symbol=marker, size=11 if line.get("dash") is None else 8),
                                      hovertemplate=f"{label}<br>generation %{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title=title, height=340, margin=MARGIN, legend=dict(orientation="h", y=-0.25),
-                      xaxis=dict(title="generation", dtick=1), yaxis=dict(title="accuracy", rangemode="tozero"))
+                      xaxis=dict(title="generation (0: the teacher, then the students)", dtick=1), yaxis=dict(title="accuracy", rangemode="tozero"))
     return fig
 
 

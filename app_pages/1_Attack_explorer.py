@@ -6,9 +6,10 @@ from pasm import explorer
 from pasm.attack import FLIP_CAP_FRACTION, flip_cap
 from pasm.faces import REGIONS, align_face
 from pasm.options import FILLS, STRATEGIES
-from ui import state
+from ui import explorer_cache, state
 
-st.set_page_config(page_title="Attack explorer · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="Attack explorer · PASM Studio")
+APPLIED_KEY = "explorer_applied_settings"
 
 
 def choose_image():
@@ -19,8 +20,7 @@ def choose_image():
         return (shot.getvalue(), "camera.jpg") if shot is not None else (None, None)
     source = st.radio("Face from", ["sample photo", "upload"], horizontal=True, key="explorer_source")
     if source == "upload":
-        upload = st.file_uploader("Photo with a face", type=list(state.IMAGE_TYPES), key="explorer_upload",
-                                  max_upload_size=state.MAX_IMAGE_MB)
+        upload = state.photo_uploader("Photo with a face", "explorer_upload")
         return (upload.getvalue(), upload.name) if upload is not None else (None, None)
     return state.SAMPLE_FACE.read_bytes(), state.SAMPLE_FACE.name
 
@@ -34,30 +34,41 @@ def choose_face(photo, found, digest):
     else:
         st.warning("No face found in this image.")
         index = -1 if st.checkbox("Use the whole image (its centre square) instead", key="explorer_whole") else None
-    st.plotly_chart(state.photo_faces(digest, [f.box for f in found], [f.score for f in found],
+    st.plotly_chart(explorer_cache.photo_faces(digest, [f.box for f in found], [f.score for f in found],
                                       index if index is not None else -1, photo))
     return index
 
 
 def settings_form(input_size):
-    """The attack runs until the prediction flips (the paper's rule) unless a fixed budget is chosen; the cap
-    that bounds it is shown, since it depends on the teacher's input size."""
+    """The settings of the attack shown: those applied by the last **Run attack** (the defaults at first).
+
+    The attack runs until the prediction flips (the paper's rule) unless a fixed budget is chosen; the cap that bounds
+    it is shown, since it depends on the teacher's input size. That choice sits above the form, so that ticking it
+    greys the budget slider out at once (a widget inside a form tells the page nothing until the form is sent); it
+    takes effect, like the rest, on **Run attack**. The widgets start from the applied settings, so a page opened
+    again shows what its result was computed with."""
     cap = flip_cap(input_size, input_size)
+    applied = st.session_state.get(APPLIED_KEY, explorer.AttackSettings())
+    until_flip = st.checkbox(
+        f"Attack until it flips (at most {cap} points)", value=applied.max_points is None, key="explorer_until_flip",
+        help=f"The cap is {FLIP_CAP_FRACTION:.0%} of the teacher's {input_size}×{input_size} input. "
+             "Untick it to set a fixed budget below.")
     with st.form("explorer_settings"):
         left, middle, right = st.columns(3)
-        until_flip = left.checkbox(
-            f"Attack until it flips (at most {cap} points)", value=True, key="explorer_until_flip",
-            help=f"The cap is {FLIP_CAP_FRACTION:.0%} of the teacher's {input_size}×{input_size} input. "
-                 "Switch this off to use the fixed budget below.")
-        max_points = left.slider("Max points (fixed budget)", 1, 100, 20,
+        max_points = left.slider("Max points (fixed budget)", 1, 100, applied.max_points or 20, disabled=until_flip,
                                  help="The attack's budget of changed pixels, when it does not run until the flip.")
-        patch = left.select_slider("Patch size (px)", [1, 3, 5, 7], 1, help="Side of the square pushed per point.")
-        strategy = middle.selectbox("Region strategy", STRATEGIES, help="How the region is located from the points.")
-        area = middle.slider("Region area (fraction of the face)", 0.02, 0.5, 0.10, 0.01)
-        adaptive = right.checkbox("Adaptive region size", help="Window side from the spread of the points.")
-        fill = right.selectbox("Fill", FILLS, index=FILLS.index("mean"), help="What the erased region is filled with.")
-        st.form_submit_button("Run attack", type="primary")
-    return explorer.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
+        patch = left.select_slider("Patch size (px)", [1, 3, 5, 7], applied.patch,
+                                   help="Side of the square pushed per point.")
+        strategy = middle.selectbox("Region strategy", STRATEGIES, STRATEGIES.index(applied.strategy),
+                                    help="How the region is located from the points.")
+        area = middle.slider("Region area (fraction of the face)", 0.02, 0.5, applied.area, 0.01)
+        adaptive = right.checkbox("Adaptive region size", applied.adaptive,
+                                  help="Window side from the spread of the points.")
+        fill = right.selectbox("Fill", FILLS, FILLS.index(applied.fill), help="What the erased region is filled with.")
+        if st.form_submit_button("Run attack", type="primary") or APPLIED_KEY not in st.session_state:
+            applied = explorer.AttackSettings(None if until_flip else max_points, patch, strategy, area, adaptive, fill)
+            st.session_state[APPLIED_KEY] = applied
+    return applied
 
 
 def show_summary(result):
@@ -76,7 +87,9 @@ def comparison_captions(result):
     captions = {}
     for name in explorer.ERASINGS:
         entry = result["report"]["erasing"][name]
-        captions[name] = f"{name}: teacher says {entry['prediction']['label']}, drop {entry['confidence_drop']:+.2f}"
+        area = f", area {entry['area']:.1%}" if "area" in entry else ""
+        captions[name] = (f"{name}: teacher says {entry['prediction']['label']}, "
+                          f"confidence drop {entry['confidence_drop']:+.2f}{area}")
     return captions
 
 
@@ -90,16 +103,15 @@ def result_views(result, image_name, models):
     then gets the whole result at once and lays the page out once, not once per view as each is drawn."""
     report, crop, classes = result["report"], result["crop"], result["classes"]
     points = report["points_crop"]
-    if "png" not in result:
-        result["png"] = state.comparison_png(crop, result["masks"], result["erased"], comparison_captions(result))
     return {
-        "points": state.attack_points(crop, points, report["point_scores"], report["trajectory"], classes),
-        "trajectory": state.trajectory(report["trajectory"], classes,
+        "png": explorer_cache.comparison_png(crop, result["masks"], result["erased"], comparison_captions(result)),
+        "points": explorer_cache.attack_points(crop, points, report["point_scores"], report["trajectory"], classes),
+        "trajectory": explorer_cache.trajectory(report["trajectory"], classes,
                                        attacked=classes.index(report["prediction"]["label"])),
-        "region": state.region_images(crop, report["region"]["box"], result["erased"]["pasm"], points),
-        "comparison": state.comparison_images(crop, result["masks"], result["erased"]),
-        "maps": state.attribution_images(crop, result["maps"]),
-        "regions": state.region_counts(result["point_regions"], REGIONS)
+        "region": explorer_cache.region_images(crop, report["region"]["box"], result["erased"]["pasm"], points),
+        "comparison": explorer_cache.comparison_images(crop, result["masks"], result["erased"]),
+        "maps": explorer_cache.attribution_images(crop, result["maps"]),
+        "regions": explorer_cache.region_counts(result["point_regions"], REGIONS)
         if result["point_regions"] is not None else None,
         "json": explorer.result_json(result, image_name, models.teacher.path,
                                      models.student.path if models.student else None),
@@ -139,12 +151,12 @@ def show_references(views, result):
             st.caption("Regions from the mediapipe face mesh on the aligned crop (pasm.faces.region_map).")
 
 
-def show_downloads(views, result):
+def show_downloads(views):
     """Downloads leave the page as it is (``on_click="ignore"``): saving a file needs no rerun."""
     left, right = st.columns(2)
     left.download_button("Download the result (JSON)", views["json"], file_name="pasm_attack.json",
                          mime="application/json", on_click="ignore")
-    right.download_button("Download the comparison (PNG)", result["png"], file_name="pasm_comparison.png",
+    right.download_button("Download the comparison (PNG)", views["png"], file_name="pasm_comparison.png",
                           mime="image/png", on_click="ignore")
 
 
@@ -157,20 +169,16 @@ def attack_and_results(models, aligned, region_map, digest, index, image_name):
     later result then replaces views already on the page, in the same places: the browser updates each figure in
     place instead of building it anew, which halves what a click costs it (docs/benchmarks.md, app)."""
     settings = settings_form(models.teacher.model.input_spec.size)
-    key = (digest, index, models.teacher.sha256, models.student.sha256 if models.student else None, models.device,
-           tuple(settings.to_dict().items()))
-    results = state.session_results("explorer")
-    if key not in results:
-        with state.stop_on_error():
-            results[key] = explorer.analyse_face(models.teacher, aligned, settings, student=models.student,
-                                                 region_map=region_map, device=models.device)
-    result = results[key]
+    models_key = (models.teacher.sha256, models.student.sha256 if models.student else None)
+    with state.stop_on_error():
+        result = explorer_cache.attack_result(digest, index, models_key, models.device,
+                                              tuple(settings.to_dict().items()), models, aligned, settings, region_map)
     views = result_views(result, image_name, models)
     show_summary(result)
     show_attack(views)
     show_comparison(views, result)
     show_references(views, result)
-    show_downloads(views, result)
+    show_downloads(views)
 
 
 st.title("Attack explorer")
@@ -183,7 +191,7 @@ if models.teacher is None:
 
 data, image_name = choose_image()
 if data is None:
-    st.info("Upload a photo (jpg, png, webp, bmp), take one with the camera, or use the sample photo.")
+    st.info(f"Upload a photo ({', '.join(state.IMAGE_TYPES)}), take one with the camera, or use the sample photo.")
     st.stop()
 with state.stop_on_error():
     photo = state.load_photo(data, image_name)
@@ -197,15 +205,15 @@ if index is None:
     st.stop()
 face = found[index] if index >= 0 else None
 aligned = align_face(photo, face, models.teacher.model.input_spec.size)
-region_map = state.face_region_map(digest, index, photo, face)  # cached; ready before the attack is asked for
+region_map = explorer_cache.face_region_map(digest, index, photo, face)  # ready before the attack is asked for
 with crop_column:
     view_title("Aligned crop (what the teacher sees)")
     size = models.teacher.model.input_spec.size
-    st.image(state.sharp_png(explorer.model_view(models.teacher, aligned.crop)),
+    st.image(explorer_cache.sharp_png(explorer.model_view(models.teacher, aligned.crop)),
              caption=f"{size}×{size} px, as the teacher receives it", output_format="PNG")
     predictions = {"teacher": explorer.predict(models.teacher, aligned.crop, models.device)}
     if models.student is not None:
         predictions["student"] = explorer.predict(models.student, aligned.crop, models.device)
-    st.plotly_chart(state.prediction_bars(predictions))
+    st.plotly_chart(explorer_cache.prediction_bars(predictions))
 
 attack_and_results(models, aligned, region_map, digest, index, image_name)

@@ -14,7 +14,7 @@ from pasm.report import compare_generations, dataset_faces
 from pasm.runs import display_path, find_runs, per_class_accuracies, read_run, runs_root
 from ui import attack_figures, run_figures, state
 
-st.set_page_config(page_title="Generations · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="Generations · PASM Studio")
 
 SOURCES = ("sample photo", "upload", "test faces from the run's data")
 MAX_DATA_FACES = 6
@@ -25,7 +25,7 @@ def choose_run(root):
     runs = [read_run(path) for path in find_runs(root)]
     for run in runs:
         for error in run.errors:
-            st.error(error, icon=":material/error:")
+            state.show_error(error)
     runs = [run for run in runs if run.generations]
     if not runs:
         st.info(f"No run with finished generations in `{root}` yet: train one on the Train page "
@@ -51,8 +51,7 @@ def load_generations(run, device):
 def photo_faces(size, source):
     """The chosen photo's best face aligned at the model's input size, or its centre square when none is found."""
     if source == "upload":
-        upload = st.file_uploader("Photo with a face", type=list(state.IMAGE_TYPES), key="generations_upload",
-                                  max_upload_size=state.MAX_IMAGE_MB)
+        upload = state.photo_uploader("Photo with a face", "generations_upload")
         if upload is None:
             return None
         data, name = upload.getvalue(), upload.name
@@ -62,7 +61,7 @@ def photo_faces(size, source):
     photo = state.load_photo(data, name)
     found = state.detect_faces(digest, photo)
     if not found:
-        st.warning(f"No face found in {name}: its centre square is used.")
+        st.warning(state.markdown_literal(f"No face found in {name}: its centre square is used."))
     return digest, [align_face(photo, found[0] if found else None, size)], None
 
 
@@ -73,7 +72,7 @@ def choose_faces(run, size):
         return photo_faces(size, source)
     spec = (run.config or {}).get("data") or (run.summary or {}).get("data")
     if not spec:
-        st.error(f"{run.path / 'config.json'}: names no data set, so there are no test faces to use", icon=":material/error:")
+        state.show_error(f"{run.path / 'config.json'}: names no data set, so there are no test faces to use")
         return None
     count = st.slider("How many test faces", 1, MAX_DATA_FACES, 3, key="generations_count")
     faces, labels = dataset_faces(spec, count, size)

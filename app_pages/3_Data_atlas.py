@@ -10,7 +10,7 @@ from pasm.report import sample_indices
 from pasm.runs import runs_root
 from ui import atlas_figures, state
 
-st.set_page_config(page_title="Data set atlas · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="Data set atlas · PASM Studio")
 
 LAYOUT_NOTES = {
     LAYOUT_SYNTH: ("SynthFER's fixed face layout", "the generator draws every face with the same geometry, "
@@ -34,7 +34,7 @@ def choose_data(root):
         state.show_error(e)
         return None
     if not splits:
-        st.error(f"{spec}: the data set has no split with images", icon=":material/error:")
+        state.show_error(f"{spec}: the data set has no split with images")
         return None
     left, middle, right = st.columns(3)
     split = left.selectbox("Split", splits, index=splits.index("test") if "test" in splits else 0, key="atlas_split")
@@ -52,7 +52,7 @@ def map_points(teacher, device, spec, split, count, max_points):
         return None
     indices = sample_indices(len(dataset), count)
     if not indices:
-        st.error(f"{spec}: split {split!r} has no images", icon=":material/error:")
+        state.show_error(f"{spec}: split {split!r} has no images")
         return None
     labels, mapping = label_map(dataset.classes, teacher.classes)
     bar = st.progress(0.0, text="Attacking…")
@@ -77,12 +77,12 @@ def layout_note(atlas):
 def show_atlas(result):
     atlas = result["atlas"]
     grouping = "true class" if result["use_labels"] else "the teacher's predicted class"
-    mapping = result.get("mapping", "identical")
+    mapping = state.markdown_literal(result.get("mapping", "identical"))
     if not result["use_labels"]:
         st.info(f"The teacher does not know every class of this data set ({mapping}), so each face is attacked away "
                 "from the teacher's own prediction and grouped by it.")
-    st.caption(f"{int(atlas.faces.sum())} faces of {result['spec']} ({result['split']}), grouped by {grouping}. "
-               + layout_note(atlas))
+    st.caption(f"{int(atlas.faces.sum())} faces of {state.markdown_literal(result['spec'])} ({result['split']}), "
+               f"grouped by {grouping}. " + layout_note(atlas))
     if result["use_labels"] and mapping != "identical":
         st.caption(f"The teacher's classes were matched to the data set's by name (teacher->data set): {mapping}. "
                    "Rows use the teacher's names.")

@@ -1,8 +1,9 @@
-"""Train: start PASM runs as background jobs and watch them.
+"""Train: start PASM runs, or studies of several arms and seeds, as background jobs and watch them.
 
 A job outlives this page: it is a detached process that writes its run directory, and the job list
 is read back from disk (pasm.jobs) every two seconds, so closing the browser or restarting the app
-loses nothing, and several jobs can run side by side.
+loses nothing, and several jobs can run side by side. Each run has one card, its newest job's, with the
+earlier attempts (stopped, killed, resumed) folded inside.
 """
 from dataclasses import fields
 
@@ -10,21 +11,23 @@ import streamlit as st
 
 from pasm import jobs
 from pasm.checkpoint_store import find_checkpoints, summary_line
-from pasm.cli import train_command
+from pasm.commands import study_command, train_command
 from pasm.errors import PasmError
 from pasm.evaluate import default_split
-from pasm.options import ARCH_DEFAULTS, ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES
+from pasm.options import ARCH_DEFAULTS, ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES, STUDY_ARMS
 from pasm.runs import display_path, runs_root
+from pasm.study import run_path as study_run_path
 from pasm.train import TrainConfig
 from ui import jobs_view, state
 
-st.set_page_config(page_title="Train · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="Train · PASM Studio")
 
-SHOWN_JOBS = 10
+SHOWN_RUNS = 10
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the form's defaults are the command line's
 TEACHER_PICK = "train_teacher"
 FROM_TEACHER = "Set by the teacher: the trainer refuses a teacher of another architecture or input size."
 DEVICES = ("auto", "cpu", "cuda")
+STUDY_DEFAULT_ARMS = ["none", "random", "attention", "pasm"]
 
 
 def teacher_metadata(path):
@@ -137,14 +140,28 @@ def rare_fields(teacher_meta):
             "seed": other.number_input("Seed", 0, 2**31 - 1, DEFAULTS["seed"])}
 
 
+def study_fields():
+    """The arms and seeds of a study, and how many of its runs train side by side."""
+    arms, seeds, parallel = st.columns(3)
+    return {"arms": arms.multiselect("Arms", list(STUDY_ARMS), STUDY_DEFAULT_ARMS,
+                                     help="One run per arm and seed; an arm sets the students' erasing (the form's "
+                                          "erasing is not used) and the seeds set the seed."),
+            "seeds": seeds.text_input("Seeds", "0,1,2", help="Comma-separated whole numbers."),
+            "parallel": parallel.number_input("Runs side by side", 1, 16, 1,
+                                              help="Each with its share of the CPU threads; the teachers train first.")}
+
+
 def training_form(default_data, teacher, teacher_meta):
-    """The form: (submitted, run name, TrainConfig fields, launcher settings); every default is TrainConfig's own.
+    """The form: (what to start: "run", "study" or None, run name, TrainConfig fields, launcher settings, study
+    settings); every default is TrainConfig's own.
 
     The fields stay a dict until submitted, so TrainConfig judges them (and says what is wrong) only then."""
     with st.form("train_form"):
         name_column, data_column = st.columns(2)
-        name = name_column.text_input("Run name", placeholder="e.g. synth-pasm-3gen",
-                                      help="A folder under the runs directory: letters, digits, '-', '_' and '.'.")
+        name = name_column.text_input("Run name", placeholder="blank: data set, erasing and time, e.g. "
+                                      "synth-pasm-20261206-101500",
+                                      help="A folder under the runs directory: letters, digits, '-', '_' and '.'. "
+                                           "Left blank, the run is named by its data set, erasing and start time.")
         data = data_column.text_input("Data set spec", default_data, placeholder="synth:data/synth",
                                       help="KIND:PATH, e.g. synth:data/synth (write one with `python -m pasm "
                                            "synth data/synth`), rafdb:RAF-DB/basic, fer2013:fer2013.csv, "
@@ -160,14 +177,21 @@ def training_form(default_data, teacher, teacher_meta):
                     "workers": workers.number_input("Data-loading processes (blank: automatic)", 0, 64, None, 1)}
         with st.expander("Optimiser, input size, evaluation split, re-mining and seed"):
             options.update(rare_fields(teacher_meta))
-        submitted = st.form_submit_button("Start training", type="primary")
-    return submitted, name, options, launcher
+        with st.expander("Study: the same training for several arms and seeds"):
+            study = study_fields()
+        run, study_button = st.columns(2)
+        start_run = run.form_submit_button("Start training", type="primary")
+        start_study = study_button.form_submit_button("Start a study", help="One run per arm and seed in one folder, "
+                                                      "then mean ± std per generation (python -m pasm study).")
+    action = "run" if start_run else "study" if start_study else None
+    return action, name, options, launcher, study
 
 
-def check_data(config):
+def check_data(config, typed):
     """The trainer's first look at its data, taken before a job starts so that the form, not a job's log, says
-    what is wrong: a known kind, a path that exists, readable splits, a train split and one to evaluate on."""
-    what = f"data set spec {config.data or '(empty)'}"
+    what is wrong: a known kind, a path that exists, readable splits, a train split and one to evaluate on.
+    An error names the spec as ``typed``, not as the config made it absolute."""
+    what = f"data set spec {typed.strip() or '(empty)'}"
     try:
         splits = state.data_splits(config.data)
         evaluated = config.split or default_split(config.data)
@@ -178,15 +202,50 @@ def check_data(config):
             raise PasmError(what, f"has no {split!r} split (it has {', '.join(splits) or 'none'})")
 
 
-def start_job(name, options, launcher, root):
-    """Whatever the job would refuse once started is checked first, so the form says it and nothing launches."""
+def checked_config(options):
+    """The form's TrainConfig, with what the job would refuse once started checked first: its teacher and data."""
+    config = TrainConfig(**options)
+    if config.teacher:
+        teacher_metadata(config.teacher)
+    check_data(config, options["data"])
+    return config
+
+
+def study_seeds(text):
     try:
-        config = TrainConfig(**options)
-        if config.teacher:
-            teacher_metadata(config.teacher)
-        check_data(config)
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise PasmError(f"seeds {text!r}", "must be comma-separated whole numbers, e.g. 0,1,2")
+    return seeds
+
+
+def launch_study(config, run_dir, study, launcher, root):
+    """A study as a job: its card follows the runs the study plans (pasm.jobs' study_runs); started again, a study
+    resumes (finished runs are kept), so its resume command is its own."""
+    if launcher["processes"] > 1:
+        raise PasmError("processes", "a study trains each run in one process; use 'Runs side by side' instead")
+    if not study["arms"]:
+        raise PasmError("arms", "choose at least one arm for the study")
+    seeds = study_seeds(study["seeds"])
+    argv = study_command(config, run_dir, study["arms"], seeds, study["parallel"], launcher["device"],
+                         launcher["workers"])
+    planned = [study_run_path(run_dir, arm, seed).name for seed in seeds for arm in study["arms"]]
+    return jobs.launch(argv, run_dir, root=root, cwd=state.REPO_ROOT, resume_argv=argv, study_runs=planned)
+
+
+def start_job(action, name, options, launcher, study, root):
+    """Whatever the job would refuse once started is checked first, so the form says it and nothing launches. A run
+    left unnamed is named by its data set, erasing (or "study") and start time."""
+    try:
+        config = checked_config(options)
+        name = name.strip() or jobs.default_run_name(options["data"], config.erasing if action == "run" else "study")
         run_dir = jobs.new_run_dir(name, root).resolve()
-        job = jobs.launch(train_command(config, run_dir, **launcher), run_dir, root=root, cwd=state.REPO_ROOT)
+        if action == "study":
+            job = launch_study(config, run_dir, study, launcher, root)
+        else:
+            job = jobs.launch(train_command(config, run_dir, **launcher), run_dir, root=root, cwd=state.REPO_ROOT)
     except PasmError as e:
         state.show_error(e)
         return
@@ -196,18 +255,17 @@ def start_job(name, options, launcher, root):
 
 @st.fragment(run_every=2)
 def job_list(root):
-    """Redrawn every two seconds from the job registry and the run directories."""
+    """Redrawn every two seconds from the job registry and the run directories: one card per run."""
     jobs_view.show_resume_error()
-    found = jobs.list_jobs(root)
-    if not found:
+    by_run = jobs.by_run(jobs.list_jobs(root))
+    if not by_run:
         st.info(f"No jobs in `{root}` yet: start one above.")
         return
-    active = sum(job.state in jobs.ACTIVE_STATES for job in found)
-    st.caption(f"{len(found)} job(s), {active} active; showing the newest {min(len(found), SHOWN_JOBS)}.")
-    seen_runs = set()
-    for job in found[:SHOWN_JOBS]:
-        jobs_view.job_card(job, job.run_dir not in seen_runs, root)
-        seen_runs.add(job.run_dir)
+    active = sum(attempts[0].state in jobs.ACTIVE_STATES for attempts in by_run)
+    st.caption(f"{len(by_run)} run(s) started here, {active} active; showing the newest "
+               f"{min(len(by_run), SHOWN_RUNS)}.")
+    for newest, *history in by_run[:SHOWN_RUNS]:
+        jobs_view.job_card(newest, root, history)
 
 
 root = runs_root()
@@ -216,8 +274,8 @@ st.caption(f"Runs directory: `{root}` · a run writes config.json, status.json, 
            "gen<g>.safetensors there; results appear on the Generations and Runs pages.")
 models = state.sidebar_models(student=False)
 teacher, teacher_meta = teacher_picker(root, models.teacher)
-submitted, name, options, launcher = training_form(state.default_data_spec(str(root)), teacher, teacher_meta)
-if submitted:
-    start_job(name, options, launcher, root)
+action, name, options, launcher, study = training_form(state.default_data_spec(str(root)), teacher, teacher_meta)
+if action:
+    start_job(action, name, options, launcher, study, root)
 st.subheader("Jobs")
 job_list(root)

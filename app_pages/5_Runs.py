@@ -1,15 +1,27 @@
 """Runs: every run and study under the runs directory, with its settings, curves, per-generation results,
-confusion matrices, study tables and checkpoint downloads. A damaged run shows its errors, not a traceback."""
+confusion matrices, study tables and checkpoint downloads, and a confirmed Delete. A damaged run shows its errors,
+not a traceback."""
 import functools
 
 import streamlit as st
 
 from pasm import jobs
 from pasm.checkpoint_store import summary_line
-from pasm.runs import display_path, find_runs, generation_table, per_class_accuracies, read_run, runs_root
+from pasm.errors import PasmError
+from pasm.runs import (display_path, find_runs, generation_table, holds_every_generation, per_class_accuracies,
+                       read_run, runs_root)
 from ui import jobs_view, run_figures, state
 
-st.set_page_config(page_title="Runs · PASM Studio", page_icon=":material/theater_comedy:", layout="wide")
+st.set_page_config(page_title="Runs · PASM Studio")
+
+CHOSEN = "runs_chosen"
+DELETED = "_runs_deleted"
+DELETE_ERROR = "_runs_delete_error"
+
+
+def finished(run):
+    """A run with no readable status and no job: "done" when its files hold every generation (pasm.runs)."""
+    return "done" if not run.is_study and holds_every_generation(run.path) else "-"
 
 
 def overview_row(run, root, job_states):
@@ -18,10 +30,10 @@ def overview_row(run, root, job_states):
     return {
         "run": display_path(run.path, root),
         "kind": "study" if run.is_study else "run",
-        "state": job_states.get(run.path.resolve(), (run.status or {}).get("state", "-")),
+        "state": job_states.get(run.path.resolve(), (run.status or {}).get("state") or finished(run)),
         "data": config.get("data", (run.study or {}).get("data", "-")),
         "erasing": config.get("erasing", "-"),
-        "generations": len(run.generations),
+        "student generations": None if run.is_study else run.student_generations,
         "best test accuracy": round(max(accuracies), 4) if accuracies else None,
         "problems": "; ".join(run.errors),
     }
@@ -34,6 +46,10 @@ def show_overview(runs, root):
 
 
 def show_generations(run):
+    if "summary" in run.damaged:
+        st.warning("summary.json is damaged (its error is above), so the finished generations cannot be shown.",
+                   icon=":material/warning:")
+        return
     if not run.generations:
         st.info("No finished generation yet: summary.json appears when the first one is evaluated.")
         return
@@ -68,7 +84,7 @@ def show_study(run):
         try:
             st.plotly_chart(figure(results))
         except (KeyError, TypeError, ValueError) as e:
-            st.error(f"{run.path / 'study.json'}: damaged results ({e.__class__.__name__}: {e})", icon=":material/error:")
+            state.show_error(f"{run.path / 'study.json'}: damaged results ({e.__class__.__name__}: {e})")
     if run.study is not None:
         with st.expander("study.json"):
             st.json(run.study, expanded=False)
@@ -87,7 +103,8 @@ def show_downloads(run):
         info = state.checkpoint_info(path)
         left, right = st.columns([3, 1])
         if "error" in info:
-            left.error(info["error"], icon=":material/error:")
+            with left:
+                state.show_error(info["error"])
         else:
             left.markdown(f"`{path.name}` · {path.stat().st_size / 2**20:.1f} MB"
                           + (f" · {summary_line(info['meta'])}" if info["meta"] else " · no pasm metadata"))
@@ -97,16 +114,37 @@ def show_downloads(run):
 
 @st.fragment(run_every=2)
 def run_job(run_dir, root):
-    """The run's newest job, redrawn every two seconds: its state, why it died or failed, Stop, Kill and Resume."""
+    """The run's card, redrawn every two seconds: its newest job's state, why it died or failed, Stop, Kill and
+    Resume, and the earlier attempts."""
     jobs_view.show_resume_error()
-    job = jobs_view.newest_job(run_dir, root)
-    if job is not None:
-        jobs_view.job_card(job, True, root, metrics=False)
+    attempts = jobs_view.run_jobs(run_dir, root)
+    if attempts:
+        jobs_view.job_card(attempts[0], root, attempts[1:], metrics=False)
+
+
+def delete_clicked(path, root):
+    """The Delete button's callback, run before the page is redrawn: the page then lists the runs without it."""
+    try:
+        removed = jobs.delete_run(path, root, confirmed=True)
+    except PasmError as e:
+        st.session_state[DELETE_ERROR] = str(e)
+        return
+    st.session_state.pop(CHOSEN, None)
+    state.notify(DELETED, f"Deleted {display_path(path, root)} and {len(removed)} job record(s).")
+
+
+def show_delete(run, root):
+    """Delete, behind a confirmation: the run's folder goes for good, with its jobs' records; refused while a job
+    runs there (pasm.jobs.delete_run)."""
+    with st.expander("Delete this run"):
+        label = display_path(run.path, root)
+        sure = st.checkbox(f"Yes, delete `{label}` and every file in it for good", key=f"delete_sure_{label}")
+        st.button("Delete run", disabled=not sure, key=f"delete_{label}", on_click=delete_clicked, args=(run.path, root))
 
 
 def show_run(run, root):
     for error in run.errors:
-        st.error(error, icon=":material/error:")
+        state.show_error(error)
     status = run.status or {}
     if jobs_view.newest_job(run.path, root) is not None:
         run_job(run.path, root)
@@ -115,10 +153,11 @@ def show_run(run, root):
         detail = f" · {progress:.0%}" if isinstance(progress, (int, float)) else ""
         st.markdown(f"**State:** {status.get('state', '?')}{detail}")
         if status.get("error"):
-            st.error(str(status["error"]), icon=":material/error:")
+            state.show_error(status["error"])
     if run.config is not None:
         with st.expander("Configuration (config.json)"):
             st.json(run.config)
+    show_delete(run, root)
     names = (["Study"] if run.is_study else []) + ["Training curves", "Generations", "Confusion matrices", "Checkpoints"]
     tabs = dict(zip(names, st.tabs(names)))
     if run.is_study:
@@ -139,6 +178,9 @@ def show_run(run, root):
 
 root = runs_root()
 st.title("Runs")
+state.show_notice(DELETED)
+if DELETE_ERROR in st.session_state:
+    state.show_error(st.session_state.pop(DELETE_ERROR))
 paths = find_runs(root)
 if not paths:
     st.info(f"No runs in `{root}` yet: start one on the Train page, or train the demo on the Home page.")
@@ -146,7 +188,7 @@ if not paths:
 runs = [read_run(path) for path in paths]
 show_overview(runs, root)
 labels = [display_path(path, root) for path in paths]
-chosen = st.selectbox("Run or study", range(len(runs)), format_func=labels.__getitem__, key="runs_chosen")
+chosen = st.selectbox("Run or study", range(len(runs)), format_func=labels.__getitem__, key=CHOSEN)
 st.subheader(labels[chosen])
 with state.stop_on_error():
     show_run(runs[chosen], root)

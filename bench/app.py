@@ -126,6 +126,8 @@ def wait_for_result(page):
 def change_settings(page, steps):
     """A budget of 20 - ``steps`` points instead of "until it flips", and the region area ``steps`` steps up."""
     page.get_by_text("Attack until it flips").click()
+    # Unticking it reruns the explorer's settings, after which the budget slider can be moved.
+    page.locator("input[type=range][aria-label^='Max points']:not([disabled])").wait_for(timeout=ATTACK_TIMEOUT_MS)
     for slider, key in (("max points", "ArrowLeft"), ("region area", "ArrowRight")):
         for _ in range(steps):
             page.get_by_role("slider").nth(SLIDERS[slider]).focus()

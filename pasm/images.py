@@ -34,6 +34,12 @@ JPEG_PIXEL_FACTOR = 2
 WORK_PIXELS = 12_000_000
 MAX_BYTES = 25 * 2**20
 _JPEG_SCALES = (1, 2, 4, 8)
+# The image formats pasm reads (Pillow's names; MPO is a phone's multi-picture JPEG), each with the file name endings it
+# goes by. The one list: the app's uploaders accept exactly IMAGE_SUFFIXES, and read_image refuses any other format
+# (an icon, a Photoshop file) in words, so what the app takes and what the CLI reads cannot drift apart.
+IMAGE_FORMATS = {"JPEG": ("jpg", "jpeg"), "MPO": ("jpg", "jpeg"), "PNG": ("png",), "WEBP": ("webp",), "GIF": ("gif",),
+                 "BMP": ("bmp",), "TIFF": ("tif", "tiff"), "PPM": ("ppm", "pgm", "pbm")}
+IMAGE_SUFFIXES = tuple(dict.fromkeys(suffix for suffixes in IMAGE_FORMATS.values() for suffix in suffixes))
 
 # Decoders report damaged data with many exception types; all of them mean "corrupt file".
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -121,6 +127,7 @@ def _open_checked(data, name, max_pixels, work_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _pixel_limit applies it, naming the size
         try:
             image = Image.open(io.BytesIO(data))
+            _check_format(image, name)
             _check_pixels(image.size, name, _pixel_limit(image, max_pixels))
             _draft(image, work_pixels)
             image.load()
@@ -145,6 +152,11 @@ def _pixel_limit(image, max_pixels):
 
 def _is_jpeg(image):
     return isinstance(image, JpegImagePlugin.JpegImageFile)  # MPO, phones' multi-picture JPEG, included
+
+
+def _check_format(image, name):
+    if image.format not in IMAGE_FORMATS:
+        raise ImageError(name, f"{image.format} images are not read here (formats read: {', '.join(IMAGE_SUFFIXES)})")
 
 
 def _check_pixels(size, name, max_pixels):

@@ -21,7 +21,7 @@ from pasm.report import sample_indices
 from ui import state
 from app_helpers import no_exception
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Data_atlas.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "3_Data_atlas.py"
 
 
 def save_teacher(root, classes=CLASSES):
@@ -94,7 +94,8 @@ def test_atlas_groups_fer_named_teachers_by_the_true_class_and_shows_the_mapping
     map_button(at).click().run()
     no_exception(at)
     assert not at.info, "FER2013's names match SynthFER's by alias, so faces are grouped by their true class"
-    assert any("happy->happiness" in c.value and "angry->anger" in c.value for c in at.caption), \
+    shown = [state.markdown_literal(pair) for pair in ("happy->happiness", "angry->anger")]
+    assert any(all(pair in c.value for pair in shown) for c in at.caption), \
         [c.value for c in at.caption]
     targets = SynthFER(demo, "test").targets
     fer_name = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
@@ -108,12 +109,14 @@ def test_atlas_groups_fer_named_teachers_by_the_true_class_and_shows_the_mapping
     ("nonsense", "a data set spec is KIND:PATH"),
     ("synth:/no/such/folder", "no such file or directory"),
     ("mnist:/tmp", "unknown data set kind"),
+    ("nonsense:x", "unknown data set kind"),
 ])
 def test_bad_specs_are_errors_and_the_page_keeps_working(demo, spec, reason):
     at = page().run()
     at.text_input(key="atlas_spec").set_value(spec).run()
     no_exception(at)
-    assert any(reason in e.value for e in at.error), [e.value for e in at.error]
+    assert any(state.markdown_literal(reason) in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(":x" in e.value for e in at.error), "shown as typed: no emoji shortcode or directive left"
     at.text_input(key="atlas_spec").set_value(f"synth:{demo}").run()
     no_exception(at)
     assert not at.error

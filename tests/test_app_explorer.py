@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pasm import explorer
@@ -17,15 +18,22 @@ from pasm.attack import flip_cap
 from pasm.checkpoints import load_checkpoint, make_meta, save_checkpoint
 from pasm.errors import PasmError
 from pasm.faces import REGIONS, align_face, detect_faces
-from pasm.images import read_image
+from pasm.images import IMAGE_SUFFIXES, read_image
 from pasm.models import InputSpec, build_model
 from pasm.report import face_reports
 from ui import state
 from app_helpers import chart_titles, no_exception
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "1_Attack_explorer.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "1_Attack_explorer.py"
 CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
-RESULTS = "_pasm_results_explorer"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """The explorer's results are cached once per process (ui.explorer_cache): each test starts with none."""
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
 
 
 @pytest.fixture
@@ -103,13 +111,13 @@ def test_explorer_shows_the_sample_face_its_crop_and_prediction(runs, teacher_fi
 
 @pytest.fixture
 def attack_calls(monkeypatch):
-    """The settings of every attack the page runs."""
+    """(settings, result) of every attack the page runs."""
     calls = []
     real = explorer.analyse_face
 
     def counted(*args, **kwargs):
-        calls.append(args[2])
-        return real(*args, **kwargs)
+        calls.append((args[2], real(*args, **kwargs)))
+        return calls[-1][1]
 
     monkeypatch.setattr(explorer, "analyse_face", counted)
     return calls
@@ -118,12 +126,12 @@ def attack_calls(monkeypatch):
 def test_a_chosen_face_is_attacked_at_once_with_the_forms_settings(runs, teacher_file, attack_calls):
     at = page().run()
     no_exception(at)
-    assert [c.max_points for c in attack_calls] == [None], "attacked once, until the flip, with no click"
+    assert [settings.max_points for settings, _ in attack_calls] == [None], "attacked once, until the flip, with no click"
     assert "Attack points, in attack order" in chart_titles(at)
     assert any(m.label == "Points to flip it" for m in at.metric)
 
 
-def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teacher_file):
+def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teacher_file, attack_calls):
     at = page().run()
     button(at, "Run attack").click().run()
     no_exception(at)
@@ -143,16 +151,20 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     assert maps == ["Grad-CAM", "saliency"]
     downloads = {d.proto.label: d.proto for d in at.get("download_button")}
     assert set(downloads) == {"Download the result (JSON)", "Download the comparison (PNG)"}
-    [result] = at.session_state[RESULTS].values()
+    [(_, result)] = attack_calls
     document = json.loads(explorer.result_json(result, "grace_hopper.jpg", teacher_file))
     assert document["teacher"] == str(teacher_file) and document["settings"]["max_points"] is None, "until the flip"
     assert document["max_points"] == flip_cap(32, 32)
     shown = next(m for m in at.metric if m.label == "Points to flip it").value
     assert shown == (str(document["points_to_flip"]) if document["flipped"] else f"none in {flip_cap(32, 32)}")
     assert len(document["points"]) == len(document["points_crop"]) == len(document["point_regions"])
-    assert Image.open(io.BytesIO(result["png"])).format == "PNG"
     rows = at.dataframe[0].value
     assert list(rows["erasing"]) == ["pasm", "random", "attention"]
+    for caption, name in zip(masks, explorer.ERASINGS):
+        entry = document["erasing"][name]
+        assert f"confidence drop {entry['confidence_drop']:+.2f}, area {entry['area']:.1%}" in caption
+        assert entry["confidence_drop"] >= 0 or "confidence drop -" in caption, "one sign: positive is a loss"
+
 
 
 def test_the_server_freezes_the_objects_its_imports_leave():
@@ -174,8 +186,32 @@ def test_same_settings_reuse_the_result_and_new_settings_recompute(runs, teacher
     at.slider[0].set_value(5)
     button(at, "Run attack").click().run()
     no_exception(at)
-    assert [c.max_points for c in attack_calls] == [None, 5]
+    assert [settings.max_points for settings, _ in attack_calls] == [None, 5]
     assert "Attack points, in attack order" in chart_titles(at)
+
+
+def test_max_points_is_greyed_out_while_the_attack_runs_until_the_flip(runs, teacher_file, attack_calls):
+    at = page().run()
+    budget = at.slider[0]
+    assert budget.label == "Max points (fixed budget)" and budget.proto.disabled
+    at.checkbox(key="explorer_until_flip").uncheck().run()
+    no_exception(at)
+    assert not at.slider[0].proto.disabled, "usable as soon as the attack no longer runs until the flip"
+    assert len(attack_calls) == 1, "the new choice waits for Run attack, like the rest of the form"
+    at.slider[0].set_value(5)
+    button(at, "Run attack").click().run()
+    assert [settings.max_points for settings, _ in attack_calls] == [None, 5]
+    at.checkbox(key="explorer_until_flip").check().run()
+    assert at.slider[0].proto.disabled
+
+
+def test_sessions_opening_the_same_face_share_one_attack(runs, teacher_file, attack_calls):
+    first, second = page().run(), page().run()
+    no_exception(first)
+    no_exception(second)
+    assert len(attack_calls) == 1, "computed once per server process, not once per session"
+    metric = [next(m.value for m in at.metric if m.label == "Points to flip it") for at in (first, second)]
+    assert metric[0] == metric[1]
 
 
 def test_student_predictions_join_the_teacher(runs, teacher_file):
@@ -202,6 +238,40 @@ def test_bad_uploads_are_errors_and_the_page_keeps_working(runs, teacher_file, n
     at.radio[0].set_value("sample photo").run()
     no_exception(at)
     assert not at.error and "Aligned crop (what the teacher sees)" in view_titles(at)
+
+
+def test_the_uploader_takes_what_pasm_reads_and_a_gif_is_analysed(runs, teacher_file):
+    """pasm.images alone decides what is a photo: the browser is told no list, so it refuses nothing itself."""
+    at = page().run()
+    at.radio[0].set_value("upload").run()
+    assert list(at.file_uploader[0].proto.type) == [] and "gif" in at.file_uploader[0].help
+    assert all(suffix in at.file_uploader[0].help for suffix in IMAGE_SUFFIXES)
+    with Image.open(state.SAMPLE_FACE) as photo:
+        buffer = io.BytesIO()
+        photo.convert("RGB").save(buffer, format="GIF")
+    at.file_uploader[0].set_value(("face.gif", buffer.getvalue(), "image/gif"))
+    at.run()
+    no_exception(at)
+    assert not at.error and "Aligned crop (what the teacher sees)" in view_titles(at)
+
+
+def test_an_uploads_error_goes_once_a_good_file_replaces_it(runs, teacher_file):
+    icon = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(icon, format="ICO")
+    at = upload(page().run(), "app.ico", icon.getvalue(), mime="image/x-icon")
+    assert any(e.value.startswith("app.ico") and "ICO images are not read here" in e.value for e in at.error)
+    at.file_uploader[0].set_value(("face.png", png_bytes(Image.open(state.SAMPLE_FACE)), "image/png"))
+    at.run()
+    no_exception(at)
+    assert not at.error and "Aligned crop (what the teacher sees)" in view_titles(at)
+
+
+def test_an_image_too_small_to_hold_a_face_is_refused_in_one_line(runs, teacher_file):
+    """As the CLI: an 8x8 picture is no face, not even a whole-image one; the page keeps working."""
+    at = upload(page().run(), "tiny.png", png_bytes(Image.new("RGB", (8, 8), (200, 150, 120))))
+    no_exception(at)
+    assert any(e.value.startswith("tiny.png") and "too small to hold a face" in e.value for e in at.error)
+    assert not [b for b in at.button if b.label == "Run attack"]
 
 
 def test_a_photo_without_a_face_warns_and_can_use_the_whole_image(runs, teacher_file):

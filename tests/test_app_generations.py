@@ -13,7 +13,7 @@ from pasm.report import compare_generations, dataset_faces
 from test_app_runs import write_tiny_run
 from app_helpers import chart_titles, no_exception
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "2_Generations.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "2_Generations.py"
 RESULTS = "_pasm_results_generations"
 
 

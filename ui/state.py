@@ -1,15 +1,17 @@
 """Plumbing every page shares: loading each model once, the sidebar teacher/student picker, cached photos,
-faces and data sets, and turning bad input into an ``st.error`` instead of a traceback.
+faces and data sets, and showing errors and echoed user text (``show_error``, ``markdown_literal``) so that bad input
+is an ``st.error`` instead of a traceback and a typed string is shown as typed.
 
 Streamlit reruns a page top to bottom on every click, so anything slow is cached here by what it
-depends on: models by (file, mtime), decoded photos, face detections and face regions by the hash of
-the image bytes, figures by what they show. What a user chose lives in ``st.session_state`` under keys
-that survive page changes.
+depends on: models by (file, mtime), decoded photos and face detections by the hash of the image bytes.
+What a user chose lives in ``st.session_state`` under keys that survive page changes, and the models picked
+also in the page's address (``?teacher=...``), which a reload keeps.
 The work itself is the library's (pasm.checkpoint_store, pasm.runs, pasm.faces); this module only
 caches it and draws it.
 """
 import gc
 import hashlib
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,21 +24,29 @@ from pasm.checkpoint_store import find_checkpoints, import_checkpoint, parse_cla
 from pasm.checkpoints import load_checkpoint, read_metadata
 from pasm.devices import resolve_device
 from pasm.errors import CheckpointError, PasmError
-from pasm.images import read_image
+from pasm.images import IMAGE_SUFFIXES, read_image
 from pasm.options import ARCHITECTURES
 from pasm.runs import display_path, generation_number, runs_root
-from ui import attack_figures, figures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FACE = REPO_ROOT / "pasm" / "assets" / "grace_hopper.jpg"
-IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp")
+IMAGE_TYPES = IMAGE_SUFFIXES  # the photos pasm.images reads, as the uploaders tell a person
 MAX_CHECKPOINT_MB = 200
 MAX_IMAGE_MB = 10
-# Persisted choices (plain session-state keys; widget keys are dropped when a page stops drawing them).
+# Persisted choices (plain session-state keys; widget keys are dropped when a page stops drawing them), each also
+# kept in the page's address under a query parameter, so that a reload or a shared link keeps it.
 TEACHER_KEY = "pasm_teacher"
 STUDENT_KEY = "pasm_student"
+QUERY_PARAMS = {TEACHER_KEY: "teacher", STUDENT_KEY: "student"}
+NO_MODEL = "none"  # the address's word for "(none)", the optional student left out
 _FROM_FILE = "from the file's metadata"
-MARKDOWN_SPECIALS = "\\`*_[]<>#|~$"
+# Streamlit renders markdown in st.error, st.caption, st.markdown and table cells, and more: `:x:` becomes an emoji,
+# `:red[...]` colours, `:material/...:` an icon, `:name` a directive. These characters are escaped with a backslash; a
+# colon that could open a shortcode or directive (one followed by a non-space) becomes the entity `&#58;`, since
+# Streamlit replaces `:material/` before parsing, where a backslash cannot stop it.
+MARKDOWN_SPECIALS = "\\`*_[]<>#|~$&"
+_SHORTCODE_COLON = re.compile(r":(?=\S)")
+_LIST_MARKER = re.compile(r"^(\s*\d*)([-+>.)])", re.MULTILINE)  # "- x", "> x", "1. x" at a line's start
 # One server process serves every session, and its heap holds half a million objects that live as long as it does
 # (torch, plotly, pandas, streamlit, pasm, and mediapipe when a page imported it first). A full garbage collection walked
 # them all, 0.25 s on 2 cores, one or two times per attack result on the Attack explorer, stalling the result mid-send.
@@ -52,10 +62,17 @@ def app_device():
 
 
 def show_error(error):
-    """A PasmError is bad input described for a person: show its one line, keep the app running.
+    """Every error the app shows goes through here: a PasmError (bad input described for a person, one line) or a
+    message that may echo what the user typed. It is shown as written (``markdown_literal``); the app keeps running."""
+    st.error(markdown_literal(str(error)), icon=":material/error:")
 
-    st.error renders markdown, so the message's own characters (underscores in file names) are escaped."""
-    st.error(_escaped(str(error)), icon=":material/error:")
+
+def markdown_literal(text):
+    """``text`` as markdown that renders as exactly ``text``: file names, specs and class names a person typed or a file
+    holds, echoed in st.error, st.caption, st.markdown or a table cell, never turn into emoji, icons or formatting."""
+    escaped = "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(text))
+    escaped = _LIST_MARKER.sub(r"\1\\\2", escaped)
+    return _SHORTCODE_COLON.sub("&#58;", escaped)
 
 
 @contextmanager
@@ -67,10 +84,6 @@ def stop_on_error():
     except PasmError as e:
         show_error(e)
         st.stop()
-
-
-def _escaped(text):
-    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
 
 
 def notify(key, text):
@@ -147,8 +160,8 @@ def sidebar_models(student=True):
         st.subheader("Models")
         paths = [str(p) for p in find_checkpoints(root)]
         if not paths:
-            st.info(f"No checkpoints under {root}/ yet: train the demo or get a FER teacher on the Home page, "
-                    "or add a checkpoint below.")
+            st.info(f"No checkpoints under {markdown_literal(root)}/ yet: train the demo or get a FER teacher on the "
+                    "Home page, or add a checkpoint below.")
         teacher = _model_picker("Teacher", TEACHER_KEY, paths, root, device, _default_teacher(paths))
         chosen_student = None
         if student:
@@ -182,26 +195,49 @@ def _remember(key, widget_key):
     st.session_state[key] = st.session_state[widget_key]
 
 
+def _choice_from_address(key, options, root):
+    """A new session (a reload, a shared link) takes the choice the page's address names, when it is still there."""
+    named = st.query_params.get(QUERY_PARAMS[key])
+    if key not in st.session_state and named is not None:
+        found = [p for p in options if _address_name(p, root) == named]
+        if found:
+            st.session_state[key] = found[0]
+
+
+def _keep_choice_in_address(key, root):
+    """The user's choice goes into the page's address (``?teacher=run/gen0.safetensors``), kept across page changes."""
+    if key in st.session_state:
+        named = _address_name(st.session_state[key], root)
+        if st.query_params.get(QUERY_PARAMS[key]) != named:
+            st.query_params[QUERY_PARAMS[key]] = named
+
+
+def _address_name(path, root):
+    return display_path(path, root) if path else NO_MODEL
+
+
 def _model_picker(label, key, paths, root, device, default, optional=False):
     if not paths:
         return None
     options = ([""] if optional else []) + paths
     widget_key = f"_{key}_widget"
+    _choice_from_address(key, options, root)
     # Only a choice the user made is kept; until then the default follows new checkpoints as they appear.
     chosen = st.session_state.get(key, default)
     st.session_state[widget_key] = chosen if chosen in options else (default if default in options else options[0])
+    _keep_choice_in_address(key, root)
     labels = short_labels(paths, root)
     path = st.selectbox(label, options, key=widget_key, on_change=_remember, args=(key, widget_key),
                         format_func=lambda p: labels.get(p, p) if p else "(none)")
     if path:
-        st.caption(f"File: {_escaped(display_path(path, root))}")  # the whole name, wrapped; the box cuts it
+        st.caption(f"File: {markdown_literal(display_path(path, root))}")  # the whole name, wrapped; the box cuts it
     return _load_picked(Path(path), key, device) if path else None
 
 
 def _load_picked(path, key, device):
     info = checkpoint_info(path)
     if "error" in info:
-        st.error(info["error"], icon=":material/error:")
+        show_error(info["error"])
         return None
     arch = classes = None
     if info["meta"] is None:
@@ -213,7 +249,7 @@ def _load_picked(path, key, device):
     except PasmError as e:
         show_error(e)
         return None
-    st.caption(summary_line(checkpoint.meta))
+    st.caption(markdown_literal(summary_line(checkpoint.meta)))
     return checkpoint
 
 
@@ -231,7 +267,7 @@ def _upload_form(root):
         if not submitted:
             return
         if upload is None:
-            st.error("Choose a checkpoint file first.", icon=":material/error:")
+            show_error("Choose a checkpoint file first.")
             return
         try:
             path = import_checkpoint(upload.getvalue(), upload.name, root,
@@ -240,11 +276,19 @@ def _upload_form(root):
             show_error(e)
             return
         st.session_state[TEACHER_KEY if role == "teacher" else STUDENT_KEY] = str(path)
-        notify("_pasm_added", f"Added {display_path(path, root)} as the {role}.")
+        notify("_pasm_added", f"Added {markdown_literal(display_path(path, root))} as the {role}.")
         st.rerun()
 
 
-# Photos, faces and face regions, cached by the hash of the image bytes
+# Photos and faces, cached by the hash of the image bytes
+
+
+def photo_uploader(label, key):
+    """A photo upload (UploadedFile or None). Any file is taken, and pasm.images judges it: what it cannot read is an
+    ImageError the page shows (``stop_on_error``), which the next file replaces. A ``type`` list would have the browser
+    refuse other files itself, and its refusal stays in the uploader, error and all, after a good file follows."""
+    return st.file_uploader(label, key=key, max_upload_size=MAX_IMAGE_MB,
+                            help=f"Images pasm reads: {', '.join(IMAGE_TYPES)}; at most {MAX_IMAGE_MB} MB.")
 
 
 def image_digest(data):
@@ -252,13 +296,18 @@ def image_digest(data):
 
 
 def load_photo(data, name):
-    """HxWx3 uint8 RGB from uploaded bytes (ImageError for anything that is no usable image), decoded once."""
+    """HxWx3 uint8 RGB from uploaded bytes (ImageError for anything that is no usable image, or too small to hold a
+    face, as the CLI says), decoded once."""
     return _decode_photo(image_digest(data), name, data)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _decode_photo(digest, _name, _data):
-    return read_image(_data, name=_name)
+    from pasm.faces import check_face_size
+
+    photo = read_image(_data, name=_name)
+    check_face_size(photo, _name)
+    return photo
 
 
 @st.cache_data(max_entries=16, show_spinner="Looking for faces…")
@@ -267,41 +316,6 @@ def detect_faces(digest, _photo):
     from pasm import faces
 
     return faces.detect_faces(_photo)
-
-
-@st.cache_data(max_entries=32, show_spinner="Mapping face regions…")
-def face_region_map(digest, face_index, _photo, _face):
-    """The facial-region map of face ``face_index`` (-1: the whole image), or None where no mesh fits."""
-    from pasm import explorer
-
-    return explorer.face_region_map(_photo, _face)
-
-
-# Figures, drawn once for what they show
-
-
-def _figure_cache(builder):
-    """``builder`` (a pure function of arrays and plain values, ui.attack_figures / ui.figures) cached by the
-    content of its arguments: a rerun, or another session with the same face and result, gets the figure or the
-    PNGs back instead of drawing them again. Plotly figures come back as copies (about 15 ms to unpickle one)."""
-    return st.cache_data(max_entries=32, show_spinner=False)(builder)
-
-
-sharp_png = _figure_cache(figures.sharp_png)
-prediction_bars = _figure_cache(attack_figures.prediction_bars)
-attack_points = _figure_cache(attack_figures.attack_points)
-trajectory = _figure_cache(attack_figures.trajectory)
-region_counts = _figure_cache(attack_figures.region_counts)
-region_images = _figure_cache(attack_figures.region_images)
-comparison_images = _figure_cache(attack_figures.comparison_images)
-attribution_images = _figure_cache(attack_figures.attribution_images)
-comparison_png = _figure_cache(attack_figures.comparison_png)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def photo_faces(digest, boxes, scores, chosen, _photo):
-    """ui.attack_figures.photo_faces for the photo whose bytes hash to ``digest``: its JPEG is encoded once."""
-    return attack_figures.photo_faces(_photo, boxes, scores, chosen=chosen)
 
 
 def session_results(name, limit=4):

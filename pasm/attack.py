@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .erasing import eval_mode
 from .errors import PasmError
 from .options import SCORES
 
@@ -109,18 +110,13 @@ class PointAttack:
         self.config = config or AttackConfig()
 
     def __call__(self, images, labels=None):
-        """Attack ``images`` (B, C, H, W) in the valid range; ``labels`` default to the model's own predictions."""
-        was_training = self.model.training
-        wanted_grad = [p for p in self.model.parameters() if p.requires_grad]
-        self.model.eval()
-        for p in wanted_grad:  # the teacher is frozen: autograd then keeps no activations for weight gradients
-            p.requires_grad_(False)
-        try:
+        """Attack ``images`` (B, C, H, W) in the valid range; ``labels`` default to the model's own predictions.
+
+        The model's state is left alone (an eval-mode model is not written to at all), so threads may attack
+        one shared model at once: only the input's gradient is asked for (``_input_gradient``), which
+        autograd computes without the weights' gradients whether or not they require grad."""
+        with eval_mode(self.model):
             return self._attack(images, labels)
-        finally:
-            for p in wanted_grad:
-                p.requires_grad_(True)
-            self.model.train(was_training)
 
     def _attack(self, images, labels):
         """One batch is a stream of its own images with room for all of them at once."""

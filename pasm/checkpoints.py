@@ -18,6 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -31,6 +32,9 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 SAFE_PICKLE_MODULES = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set")
+# ``--init`` names for torchvision's pretrained weights (``is_weights_name``).
+IMAGENET = "imagenet"
+TORCHVISION_PREFIX = "torchvision:"
 
 
 @dataclass
@@ -248,22 +252,61 @@ def load_state_dict_into(model, path):
     model.backbone.load_state_dict(state_dict)
 
 
-def load_pretrained(model, path):
-    """Pretrained weights (ImageNet, a face model: any supported file) as a starting point: every layer whose
-    name and shape match is loaded, and the classifier stays freshly initialised when the class count
-    differs. A file that fits only the classifier, or too little of the network, is refused, naming it:
-    it is not this architecture's. Returns the names of the layers left as they were."""
-    _, state_dict = read_checkpoint(Path(path))
+def load_pretrained(model, source):
+    """Pretrained weights as a starting point: a file (ImageNet, a face model: any supported file), or torchvision's
+    weights by name (``is_weights_name``). Every layer whose name and shape match is loaded, and the classifier
+    stays freshly initialised when the class count differs. Weights that fit only the classifier, or too little of
+    the network, are refused, naming them: they are not this architecture's. Returns the names of the layers left
+    as they were."""
+    state_dict = torchvision_state_dict(source, model.arch) if is_weights_name(source) else read_checkpoint(Path(source))[1]
     own = model.backbone.state_dict()
     fitting = {name: value for name, value in state_dict.items() if name in own and own[name].shape == value.shape}
     head = architecture(model.arch).classifier(model.backbone)
     classifier = {f"{name}.{kind}" for name, module in model.backbone.named_modules() if module is head
                   for kind in ("weight", "bias")}
     if len(set(fitting) - classifier) < len(set(own) - classifier) / 2:
-        raise CheckpointError(path, f"only {len(fitting)} of {model.arch}'s {len(own)} tensors match by name and "
-                                    "shape: not pretrained weights for this architecture")
+        raise CheckpointError(source, f"only {len(fitting)} of {model.arch}'s {len(own)} tensors match by name and "
+                                      "shape: not pretrained weights for this architecture")
     model.backbone.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
+
+
+def is_weights_name(init):
+    """Whether ``--init`` names torchvision's weights rather than a file: ``imagenet`` (the architecture's default
+    ImageNet weights) or ``torchvision:<Weights>.<NAME>``, e.g. ``torchvision:ResNet18_Weights.IMAGENET1K_V1``."""
+    return str(init) == IMAGENET or str(init).startswith(TORCHVISION_PREFIX)
+
+
+def torchvision_weights(name, arch):
+    """The torchvision weights (a ``WeightsEnum`` member) that ``name`` stands for, for architecture ``arch``."""
+    from torchvision.models import get_model_weights, get_weight
+
+    if name == IMAGENET:
+        try:
+            return get_model_weights(arch).DEFAULT
+        except ValueError:
+            raise CheckpointError(f"--init {name}", f"torchvision has no ImageNet weights for {arch}; pass a weights "
+                                                    "file, or use resnet18, resnet50 or mobilenet_v3_small") from None
+    try:
+        return get_weight(name[len(TORCHVISION_PREFIX):])
+    except (ValueError, KeyError):
+        raise CheckpointError(f"--init {name}", "torchvision has no such weights (the form is torchvision:"
+                                                "<Weights>.<NAME>, e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1)") from None
+
+
+def torchvision_state_dict(name, arch):
+    """Torchvision's pretrained weights by name, through its weights API: read from torch.hub's cache
+    (``$TORCH_HOME/hub/checkpoints``) when there, with the same refusals as any file; else downloaded into it once
+    (``WeightsEnum.get_state_dict``). Offline, the error says which file to fetch and where to put it."""
+    weights = torchvision_weights(name, arch)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if cached.is_file():
+        return read_checkpoint(cached)[1]
+    try:
+        return _strip_prefixes(weights.get_state_dict(progress=False, weights_only=True))
+    except OSError as e:  # URLError, HTTPError, a timeout: no network, or no such file on the server
+        raise CheckpointError(f"--init {name}", f"cannot download {weights.url} ({first_line(e)}); fetch it where "
+                                                f"there is a network and put it at {cached}") from None
 
 
 def describe(path, arch=None, classes=None):

@@ -6,11 +6,14 @@ traceback. Anything else escaping is a bug and keeps its traceback.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .commands import train_argv, train_command  # noqa: F401  (the app and jobs build training commands here)
 from .errors import NoFaceError, PasmError
 
 EXIT_BAD_INPUT = 2
+THREADS_HELP = ("torch's CPU threads (default: the usable cores but one, shared among the processes; recorded in "
+                "config.json, since they change a CPU run's numbers)")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -30,15 +33,35 @@ def print_json(obj, out=None):
         print(text)
 
 
+def progress_reporter(unit, file=None):
+    """``progress(done, total)`` for a long loop: tqdm's bar on a terminal; elsewhere (a log file, a pipe) a
+    newline-terminated line at each tenth of the way, since a bar's carriage returns would pile every update
+    into one line there (tqdm leaves non-terminals alone too)."""
+    file = file or sys.stderr
+    if file.isatty():
+        from tqdm import tqdm
+
+        bar = None
+
+        def progress(done, total):
+            nonlocal bar
+            bar = bar or tqdm(total=total, unit=unit, file=file)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        return progress
+
+    def progress(done, total):
+        if done * 10 // total > (done - 1) * 10 // total:
+            print(f"{done}/{total} {unit}", file=file, flush=True)
+    return progress
+
+
 def cmd_synth(args):
     from .data.synth import write_synth
 
-    def progress(done, total):
-        print(f"\r{done}/{total} images", end="", file=sys.stderr, flush=True)
-
     manifest = write_synth(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed, cues=args.cues,
-                           progress=progress)
-    print(file=sys.stderr)
+                           progress=progress_reporter("images"))
     counts = {split: info["count"] for split, info in manifest["splits"].items()}
     print(f"wrote SynthFER ({args.cues} cues) to {args.out}: {json.dumps(counts)}")
 
@@ -76,8 +99,9 @@ def region_config(args):
 
 
 def attack_summary(result):
-    """One line per image, e.g. ``a.jpg: neutral 0.95 -> happy after 24 points; PASM erasing -0.61, attention -0.43,
-    random -0.09``: what a person wants from the 500 lines of JSON (confidence change of the predicted class)."""
+    """One line per image, e.g. ``a.jpg: neutral 0.95 -> happy after 24 points; confidence drop: PASM +0.61,
+    attention +0.43, random +0.09``: what a person wants from the 500 lines of JSON. The drop is the JSON's
+    ``confidence_drop``, with its sign: positive when erasing cost the predicted class confidence."""
     probs = result["prediction"]["probs"]
     label = result["prediction"]["label"]
     if result["flipped"]:
@@ -85,9 +109,9 @@ def attack_summary(result):
         outcome = f"-> {list(probs)[after.index(max(after))]} after {result['points_to_flip']} points"
     else:
         outcome = f"-> still {label} after {result['max_points']} points (the budget)"
-    drops = [f"{name} {round(-result['erasing'][key]['confidence_drop'], 2) or 0.0:+.2f}"
-             for name, key in (("PASM erasing", "pasm"), ("attention", "attention"), ("random", "random"))]
-    line = f"{result['image']}: {label} {probs[label]:.2f} {outcome}; {', '.join(drops)}"
+    drops = [f"{name} {round(result['erasing'][key]['confidence_drop'], 2) or 0.0:+.2f}"
+             for name, key in (("PASM", "pasm"), ("attention", "attention"), ("random", "random"))]
+    line = f"{result['image']}: {label} {probs[label]:.2f} {outcome}; confidence drop: {', '.join(drops)}"
     if "student" in result:
         student = result["student"]["prediction"]
         line += f"; student {student['label']} {student['probs'][student['label']]:.2f}"
@@ -215,7 +239,8 @@ def recipe_options(args):
         return train_options(args)
     options = {**RECIPES[args.recipe], **train_options(args)}
     if not options.get("init") and not args.resume:
-        raise PasmError(f"--recipe {args.recipe}", "needs --init with local pretrained weights (ImageNet or face)")
+        raise PasmError(f"--recipe {args.recipe}", "starts from pretrained weights: add --init imagenet (torchvision's "
+                        "ImageNet weights, downloaded once into torch's cache) or --init FILE (e.g. face-pretrained)")
     return options
 
 
@@ -234,21 +259,15 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
+    """A table a person reads at a glance on stdout; every number in ``--json OUT``."""
     from .devices import resolve_device
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint, format_metrics
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch,
                                   device=resolve_device(args.device), workers=args.workers)
     if args.json:
         print_json(metrics, args.json)
-        wild = f", wild {metrics['wild_accuracy']:.4f}" if "wild_accuracy" in metrics else ""
-        mapping = metrics["class_mapping"]["description"]
-        mapped = "" if mapping == "identical" else f"; classes mapped (checkpoint->data): {mapping}"
-        print(f"{args.checkpoint} on {args.data} ({metrics['split']}, {metrics['count']} images): accuracy "
-              f"{metrics['accuracy']:.4f}, mean class accuracy {metrics['mean_class_accuracy']:.4f}, "
-              f"occluded {metrics['occluded_accuracy']:.4f}{wild}{mapped}")
-    else:
-        print_json(metrics)
+    print(format_metrics(metrics))
 
 
 def cmd_study(args):
@@ -262,7 +281,7 @@ def cmd_study(args):
         raise PasmError(f"--seeds {args.seeds}", "must be comma-separated whole numbers, e.g. 0,1,2") from None
     try:
         study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers,
-                          jobs=args.jobs)
+                          jobs=args.jobs, launcher=args.launcher)
     except RunStopped as e:
         return 128 + e.signum
     print(study["report"])
@@ -272,7 +291,7 @@ def cmd_demo(args):
     from .train import RunStopped, demo
 
     try:
-        summary = demo(args.run, quick=args.quick, device=args.device, workers=args.workers)
+        summary = demo(args.run, quick=args.quick, device=args.device, workers=args.workers, threads=args.threads)
     except RunStopped as e:
         return 128 + e.signum
     print_generations(summary["generations"])
@@ -324,10 +343,12 @@ def add_train_options(parser, study=False):
     parser.add_argument("--limit", type=int, help="use the first N training images (quick runs)")
     parser.add_argument("--split", help="evaluation split (default test, else val)")
     parser.add_argument("--teacher", help="use this checkpoint as generation 0 instead of training one")
-    parser.add_argument("--init", metavar="WEIGHTS", help="generation 0 starts from these local pretrained weights "
-                        "(e.g. torchvision's ImageNet resnet18 file; the classifier is left fresh when its shape differs)")
+    parser.add_argument("--init", metavar="WEIGHTS", help="generation 0 starts from pretrained weights: a file, "
+                        "imagenet (torchvision's ImageNet weights for --arch, downloaded once into torch's cache), or "
+                        "torchvision:<Weights>.<NAME>; the classifier is left fresh when its shape differs")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
 
 
 def add_attack_options(parser):
@@ -423,7 +444,8 @@ def build_parser():
     p.add_argument("--out", required=True, help="run directory (new and empty, or an existing run with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
     p.add_argument("--recipe", choices=list(RECIPES), help="a published set-up's settings (rafdb-resnet18: ResNet-18 at "
-                   "224 px fine-tuned on RAF-DB from --init weights; see docs/method.md); given options win")
+                   "224 px fine-tuned on RAF-DB, starting from --init imagenet or a face-pretrained --init FILE; see "
+                   "docs/method.md); given options win")
     add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -434,7 +456,7 @@ def build_parser():
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--json", metavar="OUT", help="write the metrics to this file")
+    p.add_argument("--json", metavar="OUT", help="write every metric to this file (the table shows the main ones)")
     p.set_defaults(func=cmd_eval)
 
     from .options import STUDY_ARMS
@@ -451,6 +473,10 @@ def build_parser():
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each with its share of the CPU "
                    "threads (default 1); the seeds' teachers are trained first")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="local: runs here (default); ray: each run a Ray task asking for its --threads CPUs and, on "
+                   "CUDA, a GPU, on the cluster RAY_ADDRESS names or a local one (pip install \".[cluster]\"); the "
+                   "study directory must be on a file system the cluster shares")
     add_train_options(p, study=True)
     p.set_defaults(func=cmd_study)
 
@@ -462,6 +488,7 @@ def build_parser():
                         "accepted so that a demo job resumes like a train job)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on 2 cores, up to 4)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=cmd_demo)
 
     # -- job commands (jobs list/stop/resume/tail/delete) --
@@ -487,9 +514,39 @@ def build_parser():
     return parser
 
 
+# The data set kinds pasm.data reads (its readers import torch), named here so that a mistyped spec is answered
+# before torch is imported; tests/test_cli.py keeps the two lists equal.
+DATA_KINDS = ("synth", "rafdb", "fer2013", "ferplus", "affectnet", "affectnet8", "folder")
+
+
+def check_inputs(args):
+    """The files and data set specs named on the command line, checked before the command imports torch (seconds):
+    a mistyped name is answered at once, in the words the loaders would use. Only what is cheap: that files exist
+    and a spec's form; the loaders check what is in them."""
+    files = [getattr(args, option, None) for option in ("checkpoint", "student", "teacher", "h5")]
+    for path in filter(None, files + list(getattr(args, "images", None) or [])):
+        if not Path(path).is_file():
+            raise PasmError(path, "no such file" if not Path(path).exists() else "not a file")
+    spec = getattr(args, "data", None) or getattr(args, "spec", None)
+    if spec:
+        check_spec(spec)
+
+
+def check_spec(spec):
+    """``KIND:PATH`` with a known KIND and an existing PATH (pasm.data.parse_spec and available_splits, torch-free)."""
+    kind, sep, path = str(spec).partition(":")
+    if not sep or not path:
+        raise PasmError(spec, f"a data set spec is KIND:PATH with KIND one of {', '.join(DATA_KINDS)}")
+    if kind not in DATA_KINDS:
+        raise PasmError(spec, f"unknown data set kind {kind!r}; choose one of {', '.join(DATA_KINDS)}")
+    if not Path(path).expanduser().exists():
+        raise PasmError(Path(path).expanduser(), "no such file or directory")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        check_inputs(args)
         return args.func(args) or 0
     except PasmError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,9 +6,11 @@ everything runs batched on the images' device.
 """
 import contextlib
 import math
+import threading
 
 import torch
-from captum.attr import LayerAttribution, LayerGradCam, Saliency
+import torch.nn.functional as F
+from captum.attr import Saliency
 from torchvision.transforms.v2 import functional as TF
 
 from .errors import PasmError
@@ -93,15 +95,42 @@ def random_windows(sides, size, generator=None):
 
 
 @contextlib.contextmanager
-def _eval_mode(model):
-    """Attribute in eval mode (no dropout, fixed batch-norm statistics), then restore every module's mode."""
+def eval_mode(model):
+    """Run in eval mode (no dropout, fixed batch-norm statistics), then restore every module's mode.
+
+    A model already in eval mode is not touched at all: the app's sessions share one cached teacher, and
+    a call must not write state that another session's call is reading."""
     modes = [(module, module.training) for module in model.modules()]
+    if not any(training for _, training in modes):
+        yield
+        return
     model.eval()
     try:
         yield
     finally:
         for module, training in modes:
             module.training = training
+
+
+@contextlib.contextmanager
+def _layer_output(layer):
+    """The outputs ``layer`` gives during this thread's forward passes, while the block runs.
+
+    The hook sits on a module that other threads may run at the same time (app sessions sharing a
+    cached model): their passes fire it too, and must neither overwrite this call's activation nor be
+    recorded by it. (captum's layer attributions keep one activation per device, which concurrent
+    calls on one model overwrite.)"""
+    caller, outputs = threading.get_ident(), []
+
+    def record(module, inputs, output):
+        if threading.get_ident() == caller:
+            outputs.append(output)
+
+    handle = layer.register_forward_hook(record)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
 
 
 def _targets(model, inputs, target):
@@ -123,22 +152,31 @@ def _normalise(maps):
 class GradCAM:
     """Grad-CAM at ``model.cam_layer``, upsampled to the image: (B, 1, H, W) in [0, 1].
 
-    Captum differentiates with ``torch.autograd.grad``, so the model's parameter ``.grad`` is never
-    written; only a detached copy of the input requires grad, which also makes frozen teachers work.
+    Written out rather than captum's ``LayerGradCam``, whose layer hook keeps one activation per device, so
+    that concurrent calls on one model (the app's sessions share a cached teacher) cannot see each other's
+    forward passes (``_layer_output``). The same formula: the class score's gradient at the layer, averaged
+    over space, weighs the layer's channels; ReLU. Gradients come from ``torch.autograd.grad``, so the
+    model's parameter ``.grad`` is never written; only a detached copy of the input requires grad, which also
+    makes frozen teachers work.
     """
 
     def __init__(self, model):
         self.model = model
-        self.method = LayerGradCam(model, model.cam_layer)
 
     def attribute(self, images, target=None):
+        """``target``: a class index, one per image, or None for the predicted class."""
         _check_images(images)
-        with _eval_mode(self.model), torch.enable_grad():
+        with eval_mode(self.model), torch.enable_grad():
             inputs = images.detach().requires_grad_(True)
-            target = _targets(self.model, inputs, target)
-            cam = self.method.attribute(inputs, target=target, relu_attributions=True)
-        cam = LayerAttribution.interpolate(cam.detach(), tuple(images.shape[-2:]), "bilinear")
-        return _normalise(cam)
+            with _layer_output(self.model.cam_layer) as outputs:
+                logits = self.model(inputs)
+            (activation,) = outputs
+            classes = logits.argmax(1) if target is None else torch.as_tensor(target, device=logits.device)
+            score = logits.gather(1, classes.expand(len(logits)).view(-1, 1)).sum()
+            (gradients,) = torch.autograd.grad(score, activation)
+        weights = gradients.mean(dim=(2, 3), keepdim=True)
+        cam = (weights * activation.detach()).sum(dim=1, keepdim=True).relu()
+        return _normalise(F.interpolate(cam, size=tuple(images.shape[-2:]), mode="bilinear"))
 
 
 class SaliencyMap:
@@ -150,7 +188,7 @@ class SaliencyMap:
 
     def attribute(self, images, target=None):
         _check_images(images)
-        with _eval_mode(self.model), torch.enable_grad():
+        with eval_mode(self.model), torch.enable_grad():
             inputs = images.detach().requires_grad_(True)
             target = _targets(self.model, inputs, target)
             gradients = self.method.attribute(inputs, target=target, abs=True)

@@ -140,5 +140,58 @@ def evaluate_checkpoint(path, spec, split=None, batch_size=256, device="cpu", wo
     sets = EvalSets(spec, checkpoint.model.input_spec, split, occlusion_seed, workers)
     model, mapping = mapped_model(checkpoint.model, checkpoint.classes, sets.classes, what=spec)
     metrics = sets.evaluate(model, batch_size, device)
-    return {"checkpoint": str(path), "sha256": checkpoint.sha256, "data": str(spec), **metrics,
-            "class_mapping": mapping.to_dict()}
+    return {"checkpoint": str(path), "sha256": checkpoint.sha256, "data": str(spec), "classes": list(sets.classes),
+            **metrics, "class_mapping": mapping.to_dict()}
+
+
+# ----------------------------------------------------------------------------------------------- the table
+
+# Past this many classes the per-class rows and the confusion matrix stay in the JSON, so the table stays a screenful.
+TABLE_CLASSES = 25
+# Class names head the confusion matrix's columns cut to this many characters.
+COLUMN_NAME = 5
+
+
+def format_metrics(metrics):
+    """What ``pasm eval`` prints: ``evaluate_checkpoint``'s metrics as a table read at a glance (at most about 40
+    lines): the accuracies, then one row per class with its accuracy, occluded accuracy and confusion-matrix
+    row, then accuracy by occluder and by occluded region. ``--json`` keeps every number."""
+    lines = [f"{metrics['checkpoint']} on {metrics['data']} ({metrics['split']}, {metrics['count']} images)",
+             f"{'':<10}{'accuracy':>10}{'mean class':>12}"]
+    for name, prefix in (("clean", ""), ("occluded", "occluded_"), ("test_wild", "wild_")):
+        if f"{prefix}accuracy" in metrics:
+            lines.append(f"{name:<10}{metrics[prefix + 'accuracy']:>10.4f}{metrics[prefix + 'mean_class_accuracy']:>12.4f}")
+    lines += [""] + _class_rows(metrics) + [""]
+    lines.append("occluded, by occluder: " + _by_group(metrics["occluded_accuracy_by_kind"]))
+    if "wild_accuracy_by_region" in metrics:
+        lines.append("test_wild, by occluded region: " + _by_group(metrics["wild_accuracy_by_region"]))
+    mapping = metrics["class_mapping"]["description"]
+    if mapping != "identical":
+        lines.append(f"classes mapped (checkpoint->data): {mapping}")
+    return "\n".join(lines)
+
+
+def _class_rows(metrics):
+    """Per class: accuracy, occluded accuracy and its confusion row (true class; columns are the predictions)."""
+    classes = metrics["classes"]
+    if len(classes) > TABLE_CLASSES:
+        return [f"{len(classes)} classes: per-class accuracy and the confusion matrix are in --json"]
+    width = max(COLUMN_NAME, len(str(metrics["count"])))
+    name_width = max(len("class"), *map(len, classes))
+    header = f"{'class':<{name_width}}{'accuracy':>10}{'occluded':>10}   " + " ".join(
+        f"{name[:COLUMN_NAME]:>{width}}" for name in classes)
+    rows = [f"{'':<{name_width + 23}}confusion: rows true, columns predicted", header]
+    for name, counts in zip(classes, metrics["confusion"]):
+        clean, occluded = (metrics[key].get(name) for key in ("per_class_accuracy", "occluded_per_class_accuracy"))
+        rows.append(f"{name:<{name_width}}{_score(clean):>10}{_score(occluded):>10}   "
+                    + " ".join(f"{count:>{width}}" for count in counts))
+    return rows
+
+
+def _score(value):
+    """An accuracy, or "-" for a class without test images."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _by_group(accuracies):
+    return ", ".join(f"{group} {accuracy:.4f}" for group, accuracy in accuracies.items())

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import pickle
@@ -12,6 +13,7 @@ from pasm.checkpoints import make_meta, save_checkpoint
 from pasm.cli import attack_summary, main
 from pasm.data.synth import CLASSES
 from pasm.models import InputSpec, build_model
+from pasm.regions import window_side
 
 ROOT = Path(__file__).resolve().parents[1]
 GRACE_HOPPER = ROOT / "pasm" / "assets" / "grace_hopper.jpg"
@@ -122,6 +124,25 @@ def test_attack_json_has_every_field(tiny_checkpoint, tmp_path, capsys):
         assert x0 <= x <= x1 and y0 <= y <= y1
     assert result["flipped"] == (result["points_to_flip"] is not None)
     assert len(result["region"]["box"]) == 4
+    assert result["erasing"]["pasm"]["area"] == result["region"]["area"]
+
+
+@pytest.mark.parametrize("region", [("--region", "disks"), ("--adaptive",)], ids=["disks", "adaptive"])
+def test_attack_erasings_report_equal_areas_and_follow_area(tiny_checkpoint, tmp_path, capsys, region):
+    erased = {}
+    for area in (0.1, 0.2):
+        out = tmp_path / f"{area}.json"
+        code, _, _ = run(capsys, "attack", "--checkpoint", tiny_checkpoint, GRACE_HOPPER, "--max-points", "5", *region,
+                         "--area", area, "--json", out)
+        [result] = json.loads(out.read_text())
+        areas = {name: entry["area"] for name, entry in result["erasing"].items()}
+        assert code == 0 and set(areas) == {"pasm", "random", "attention"}
+        assert set(areas.values()) == {result["region"]["area"]}, "every erasing erases the PASM region's area"
+        erased[area] = result["region"]["area"]
+    if region[-1] == "disks":
+        assert erased == {a: window_side(32, a) ** 2 / 32**2 for a in (0.1, 0.2)}, "disks erase the window's pixels"
+    else:
+        assert all(area / 2.5 < erased[area] < area * 2.5 for area in erased)
 
 
 def test_attack_bad_image_is_reported_and_others_processed(tiny_checkpoint, tmp_path, capsys):
@@ -146,6 +167,20 @@ def test_attack_no_face_offers_whole_image(tiny_checkpoint, tmp_path, capsys):
     assert code == 0 and json.loads(out.read_text())[0]["face_box"] == [10.0, 0.0, 70.0, 60.0]
 
 
+def test_attack_refuses_a_coffee_cup_and_an_image_too_small_for_a_face(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+    from test_faces import coffee_cup
+
+    cup, tiny = tmp_path / "cup.png", tmp_path / "tiny.png"
+    Image.fromarray(coffee_cup()).save(cup)
+    Image.open(GRACE_HOPPER).resize((8, 8)).save(tiny)
+    code, out, err = run(capsys, "attack", "--checkpoint", tiny_checkpoint, cup)
+    assert_one_line_error(code, err, f"{cup}: no face found", "--whole-image")
+    code, out, err = run(capsys, "attack", "--checkpoint", tiny_checkpoint, tiny)
+    assert_one_line_error(code, err, f"{tiny}: 8x8 pixels is too small to hold a face")
+    assert out == ""
+
+
 def test_attack_prints_one_line_per_image_and_no_json(tiny_checkpoint, tmp_path, capsys):
     second = tmp_path / "hopper_again.jpg"
     second.write_bytes(GRACE_HOPPER.read_bytes())
@@ -154,7 +189,7 @@ def test_attack_prints_one_line_per_image_and_no_json(tiny_checkpoint, tmp_path,
     lines = out.splitlines()
     assert [line.split(": ")[0] for line in lines] == [str(GRACE_HOPPER), str(second)]
     for line in lines:
-        assert " -> " in line and "; PASM erasing " in line and ", attention " in line and ", random " in line
+        assert " -> " in line and "; confidence drop: PASM " in line and ", attention " in line and ", random " in line
         assert "{" not in line
     assert not list(tmp_path.glob("*.json"))
 
@@ -166,7 +201,8 @@ def test_attack_summary_line():
               "erasing": {"pasm": {"confidence_drop": 0.61}, "attention": {"confidence_drop": 0.43},
                           "random": {"confidence_drop": -0.09}}}
     assert attack_summary(result) == ("astronaut.jpg: neutral 0.95 -> happy after 2 points; "
-                                      "PASM erasing -0.61, attention -0.43, random +0.09")
+                                      "confidence drop: PASM +0.61, attention +0.43, random -0.09"), \
+        "the JSON's confidence_drop, sign and all: positive is confidence lost"
     result.update(flipped=False, points_to_flip=None)
     assert "-> still neutral after 46 points (the budget);" in attack_summary(result)
 
@@ -211,6 +247,37 @@ def test_building_the_parser_does_not_import_torch():
     assert done.stdout.strip() == "False", done.stderr
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["attack", "--checkpoint", "/no/such/teacher.pt", str(GRACE_HOPPER)], "/no/such/teacher.pt: no such file"),
+    (["attack", "--checkpoint", str(GRACE_HOPPER), "/no/such/face.jpg"], "/no/such/face.jpg: no such file"),
+    (["eval", "--checkpoint", str(GRACE_HOPPER), "--data", "nonsense:x"], "unknown data set kind 'nonsense'"),
+    (["eval", "--checkpoint", str(GRACE_HOPPER), "--data", "synth:/no/such/dir"], "/no/such/dir: no such file"),
+    (["train", "--out", "/tmp/never", "--data", "synth"], "KIND:PATH"),
+    (["train", "--out", "/tmp/never", "--data", "synth:.", "--teacher", "/no/such/gen0.pt"], "no such file"),
+])
+def test_missing_files_and_bad_specs_are_answered_before_torch_is_imported(argv, needle):
+    """A mistyped path used to take 4-7 s (importing torch) before its one-line error."""
+    code = f"import sys; from pasm.cli import main; code = main({argv!r}); print(code, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr
+
+
+def test_the_cli_knows_every_data_set_kind():
+    from pasm.cli import DATA_KINDS
+    from pasm.data import _readers
+
+    assert sorted(DATA_KINDS) == sorted(_readers())
+
+
+def test_synth_progress_off_a_terminal_is_a_few_whole_lines(tmp_path, capsys):
+    """Into a log file or a pipe: a line per tenth, not a carriage-return update per image all on one line."""
+    assert main(["synth", str(tmp_path / "synth"), "--train", "40", "--test", "5", "--size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.endswith("\n")
+    assert err.splitlines() == [f"{done}/50 images" for done in range(5, 51, 5)]
+
+
 def test_train_argv_reads_back_to_the_same_config(tmp_path):
     """The app writes its jobs' command lines with train_argv; every TrainConfig field must survive the trip."""
     from dataclasses import fields
@@ -221,13 +288,16 @@ def test_train_argv_reads_back_to_the_same_config(tmp_path):
     weights = tmp_path / "imagenet.pth"
     weights.write_bytes(b"weights")
     changed = TrainConfig(data="synth:data/synth", arch="resnet18", size=48, generations=3, epochs=2, batch=8,
-                          optimizer="sgd", lr=0.002, weight_decay=0.01, warmup=2, label_smoothing=0.1, erasing="random",
+                          optimizer="sgd", lr=0.002, weight_decay=0.01, warmup=2, label_smoothing=0.1, erasing="attention",
                           distill=False, lam=0.5, tau=2.0, p=0.25, init_from="scratch", region="centroid", area=0.2, adaptive=True,
-                          fill="noise", max_points=5, remine_every=2, seed=7, limit=100, split="val",
-                          teacher=str(tmp_path / "teacher.safetensors"), init=str(weights))
+                          fill="noise", max_points=5, remine_every=2, teacher_view="erased", erased_ce="confidence", mix=0.3,
+                          seed=7, limit=100, split="val", teacher=str(tmp_path / "teacher.safetensors"), init=str(weights),
+                          threads=3)
+    accumulating = dataclasses.replace(changed, remine_every=0, accumulate="draw")  # the two do not combine
     default = TrainConfig(data="synth:elsewhere")
-    assert all(getattr(changed, f.name) != getattr(default, f.name) for f in fields(TrainConfig))
-    for config in (changed, default):
+    assert all(getattr(changed, f.name) != getattr(default, f.name) or getattr(accumulating, f.name) != getattr(default, f.name)
+               for f in fields(TrainConfig))
+    for config in (changed, accumulating, default):
         args = build_parser().parse_args(train_argv(config, tmp_path / "run"))
         assert args.out == str(tmp_path / "run")
         assert TrainConfig(**train_options(args)) == config

@@ -163,6 +163,39 @@ def test_gradcam_works_on_a_frozen_teacher():
     assert cam.max() == 1
 
 
+@pytest.mark.parametrize("target", [torch.tensor([0, 1, 3]), 2, None])
+def test_gradcam_is_captums_layer_gradcam(target):
+    """Written out for thread safety (see GradCAM), it computes what captum's LayerGradCam does."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = build_model("small_cnn", 4, InputSpec(SIZE, 3)).eval()
+    images = textured_images(batch=3)
+    classes = model(images).argmax(1) if target is None else target
+    reference = LayerGradCam(model, model.cam_layer).attribute(images.clone().requires_grad_(True), target=classes,
+                                                               relu_attributions=True)
+    reference = LayerAttribution.interpolate(reference.detach(), (SIZE, SIZE), "bilinear")
+    peak = reference.flatten(1).amax(1).view(-1, 1, 1, 1).clamp(min=torch.finfo(reference.dtype).tiny)
+    torch.testing.assert_close(GradCAM(model).attribute(images, target), reference / peak)
+
+
+def test_gradcam_records_only_its_own_threads_forward_passes():
+    """Another thread's forward pass through the shared layer, while an attribution's hook is on it, is not taken
+    for the attribution's activation."""
+    import threading
+
+    from pasm.erasing import _layer_output
+
+    model = BrightnessNet().eval()
+    with _layer_output(model.cam_layer) as outputs:
+        other = threading.Thread(target=model, args=(textured_images(batch=2),))
+        other.start()
+        other.join()
+        assert outputs == []
+        model(textured_images(batch=1))
+    assert len(outputs) == 1 and outputs[0].shape[0] == 1
+    assert not model.cam_layer._forward_hooks, "the hook is removed after the call"
+
+
 def test_attention_box_lands_on_the_planted_hot_spot():
     corners = [(2, 2), (24, 3), (13, 22)]
     images = images_with_bright_squares(corners)

@@ -75,8 +75,15 @@ def test_eval_cli_writes_the_metrics(synth, checkpoint, tmp_path, capsys):
     path, _ = checkpoint
     out = tmp_path / "metrics.json"
     assert main(["eval", "--checkpoint", str(path), "--data", synth, "--json", str(out), "--device", "cpu"]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
     metrics = json.loads(out.read_text())
+    assert len(table) <= 40, "a table read at a glance; every number is in --json"
+    assert table[0] == f"{path} on {synth} (test, 21 images)"
+    assert table[2].split() == ["clean", f"{metrics['accuracy']:.4f}", f"{metrics['mean_class_accuracy']:.4f}"]
+    assert any(line.split()[:2] == ["test_wild", f"{metrics['wild_accuracy']:.4f}"] for line in table)
+    rows = {line.split()[0]: line.split()[3:] for line in table if line.split()[:1] and line.split()[0] in CLASSES}
+    assert [[int(n) for n in rows[name]] for name in CLASSES] == metrics["confusion"], "one confusion row per class"
+    assert metrics["classes"] == CLASSES
     for key in ("accuracy", "mean_class_accuracy", "confusion", "per_class_accuracy", "occluded_accuracy",
                 "occluded_mean_class_accuracy", "wild_accuracy"):
         assert key in metrics, key
@@ -84,6 +91,19 @@ def test_eval_cli_writes_the_metrics(synth, checkpoint, tmp_path, capsys):
     assert confusion.shape == (7, 7) and confusion.sum() == metrics["count"] == 21
     assert metrics["accuracy"] == pytest.approx(np.trace(confusion) / 21)
     assert metrics["split"] == "test" and metrics["data"] == synth
+
+
+def test_eval_table_of_many_classes_leaves_the_matrix_to_the_json():
+    from pasm.evaluate import TABLE_CLASSES, format_metrics
+
+    classes = [f"class_{i}" for i in range(TABLE_CLASSES + 1)]
+    metrics = {"checkpoint": "c.pt", "data": "folder:x", "split": "val", "count": 30, "classes": classes,
+               "accuracy": 0.5, "mean_class_accuracy": 0.5, "occluded_accuracy": 0.25, "occluded_mean_class_accuracy": 0.2,
+               "per_class_accuracy": {c: 0.5 for c in classes}, "occluded_per_class_accuracy": {c: 0.2 for c in classes},
+               "confusion": [[1] * len(classes)] * len(classes), "occluded_accuracy_by_kind": {"hand": 0.25},
+               "class_mapping": {"description": "identical"}}
+    table = format_metrics(metrics).splitlines()
+    assert len(table) <= 40 and any("confusion matrix are in --json" in line for line in table)
 
 
 def test_eval_on_a_folder_data_set_uses_val_and_the_generic_occluders(tmp_path, capsys):
@@ -94,8 +114,9 @@ def test_eval_on_a_folder_data_set_uses_val_and_the_generic_occluders(tmp_path, 
         for name in CLASSES:
             (tmp_path / "faces" / split / name).mkdir(parents=True)
             render_sample(0, "test", CLASSES.index(name), 40).image.save(tmp_path / "faces" / split / name / "a.png")
-    assert main(["eval", "--checkpoint", str(path), "--data", f"folder:{tmp_path / 'faces'}"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(path), "--data", f"folder:{tmp_path / 'faces'}", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
     assert metrics["split"] == "val" and metrics["count"] == 7
     assert "occluded_accuracy" in metrics and "wild_accuracy" not in metrics
 
@@ -227,8 +248,9 @@ def test_eval_drops_an_extra_checkpoint_class(rafdb, fer_checkpoint, tmp_path, c
     model.backbone.load_state_dict(state)
     path = tmp_path / "eight.safetensors"
     save_checkpoint(path, model, make_meta(model, FER_NAMES + ["contempt"]))
-    assert main(["eval", "--checkpoint", str(path), "--data", rafdb, "--device", "cpu"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(path), "--data", rafdb, "--device", "cpu", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
     assert metrics["class_mapping"]["unused"] == ["contempt"]
     predicted, _, labels = by_hand(seven, rafdb)
     assert metrics["accuracy"] == pytest.approx(float((predicted == labels).float().mean()))

@@ -71,4 +71,60 @@ def test_rafdb_recipe_runs_from_pretrained_weights(tmp_path, capsys):
 def test_the_recipe_needs_pretrained_weights(tmp_path, capsys):
     assert main(["train", "--recipe", "rafdb-resnet18", "--data", f"rafdb:{make_rafdb(tmp_path / 'b')}",
                  "--out", str(tmp_path / "run")]) == 2
-    assert "--init" in capsys.readouterr().err
+    assert "add --init imagenet" in capsys.readouterr().err
+
+
+# torchvision's weights by name (--init imagenet): nothing here may touch the network
+
+
+RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name in ResNet18_Weights.IMAGENET1K_V1's url
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torch.hub cache, and a network that fails as it does offline (the test fails if anything downloads)."""
+    from urllib.error import URLError
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch"
+
+
+@pytest.mark.parametrize("name", ["imagenet", "torchvision:ResNet18_Weights.IMAGENET1K_V1"])
+def test_imagenet_weights_by_name_load_from_torch_hubs_cache(torch_home, name):
+    cached = imagenet_like_resnet18(mkdirs(torch_home / "hub" / "checkpoints") / RESNET18_FILE)
+    model = build_model("resnet18", 7, InputSpec(32, 3))
+    assert load_pretrained(model, name) == ["fc.bias", "fc.weight"]
+    source = torch.load(cached, weights_only=True)
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, source["layer4.1.conv2.weight"])
+
+
+def test_imagenet_weights_offline_say_what_to_download_and_where(torch_home):
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained(build_model("resnet18", 7, InputSpec(32, 3)), "imagenet")
+    message = str(info.value)
+    assert message.startswith("--init imagenet: cannot download https://download.pytorch.org/models/" + RESNET18_FILE)
+    assert message.endswith(f"put it at {torch_home / 'hub' / 'checkpoints' / RESNET18_FILE}")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("arch, name, reason", [
+    ("small_cnn", "imagenet", "no ImageNet weights for small_cnn"),
+    ("resnet18", "torchvision:ResNet18_Weights.NOPE", "no such weights"),
+    ("resnet18", "torchvision:resnet18", "no such weights"),
+    ("resnet18", "torchvision:MobileNet_V3_Small_Weights.IMAGENET1K_V1", "not pretrained weights for this architecture"),
+])
+def test_unknown_or_foreign_weights_names_are_refused(torch_home, arch, name, reason):
+    if "MobileNet" in name:
+        mobilenet = torchvision.models.mobilenet_v3_small(num_classes=1000).state_dict()
+        torch.save(mobilenet, mkdirs(torch_home / "hub" / "checkpoints") / "mobilenet_v3_small-047dcff4.pth")
+    with pytest.raises(CheckpointError, match=reason):
+        load_pretrained(build_model(arch, 7, InputSpec(32, 3)), name)
+
+
+def mkdirs(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path

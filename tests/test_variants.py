@@ -6,24 +6,12 @@ import sys
 import pytest
 import torch
 
-from pasm.data.synth import write_synth
 from pasm.regions import box_masks
 from pasm.study import run_study
-from pasm.train import (Trainer, TrainConfig, combine_regions, erased_ce_weights, erasing_masks, regions_area,
-                        train)
+from pasm.train import Trainer, combine_regions, erased_ce_weights, erasing_masks, regions_area, train
+from test_train import synth, tiny  # noqa: F401  (the training tests' small data set and run settings)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth") / "synth"
-    write_synth(path, train=32, test=14, size=32, seed=2)
-    return f"synth:{path}"
-
-
-def tiny(synth, **changes):
-    return TrainConfig(**{"data": synth, "size": 32, "epochs": 1, "batch": 16, "max_points": 5, **changes})
 
 
 def teacher_inputs(monkeypatch):
@@ -114,9 +102,9 @@ def test_cumulative_training_mines_with_every_earlier_generation(synth, tmp_path
     out = tmp_path / "run"
     summary = train(tiny(synth, erasing="attention", accumulate="union", generations=3), out, device="cpu", workers=0)
     log = (out / "train.log").read_text()
-    assert "generation 3: mined 32 regions with generation 0" in log
-    assert "generation 3: mined 32 regions with generation 1" in log
-    assert "generation 2: mined 32 regions with generation 1" not in log
+    assert "generation 3: mined 42 regions with generation 0" in log
+    assert "generation 3: mined 42 regions with generation 1" in log
+    assert "generation 2: mined 42 regions with generation 1" not in log
     areas = [entry["mining"]["area"] for entry in summary["generations"][1:]]
     assert areas[0] == pytest.approx(0.1, abs=0.02) and areas[0] <= areas[1] <= areas[2]
 

@@ -40,5 +40,6 @@ def test_cuda_without_cuda_is_bad_input(name, monkeypatch):
 
 
 def test_the_cli_reports_a_bad_device_in_one_line(tmp_path, capsys):
-    assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--data", "synth:x", "--device", "gpu"]) == 2
+    (tmp_path / "m.pt").write_bytes(b"")  # files that exist, so the device is the first thing wrong
+    assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--data", f"synth:{tmp_path}", "--device", "gpu"]) == 2
     assert capsys.readouterr().err == "error: --device gpu: not a device name (cpu, cuda, cuda:1 or auto)\n"

@@ -152,7 +152,7 @@ def test_paired_differences_by_hand_and_none_without_a_none_arm():
 
 
 def test_an_unknown_arm_is_refused_in_one_line(tmp_path, capsys):
-    argv = ["study", "--data", "synth:/nowhere", "--out", str(tmp_path / "study"), "--arms", "none,pasm-cutout"]
+    argv = ["study", "--data", f"synth:{tmp_path}", "--out", str(tmp_path / "study"), "--arms", "none,pasm-cutout"]
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "unknown arm" in error and "pasm-adaptive" in error

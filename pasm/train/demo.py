@@ -7,9 +7,8 @@ from .loop import train
 
 # The app's one-click first run (about 2 minutes on 2 CPU cores: docs/benchmarks.md, "Bar L"), and a seconds-long
 # version. The demo's teacher needs ~500 steps to pass 0.75 test accuracy on SynthFER: 24 epochs at 40 px with
-# Nesterov SGD at 0.1
-# after a one-epoch warm-up (at 0.05 without warm-up it learns more slowly: 0.75 at 48 px and 0.73 at 32 px
-# after 24 and 30 epochs, against 0.78 and 0.76 with these). The recipe is the demo's own, measured; the small
+# Nesterov SGD at 0.1 after a one-epoch warm-up (at 0.05 without warm-up it learns more slowly: 0.75 at 48 px and
+# 0.73 at 32 px after 24 and 30 epochs, against 0.78 and 0.76 with these). The recipe is the demo's own, measured; the small
 # CNN's general default (AdamW, options.ARCH_DEFAULTS) was chosen on smaller sets.
 DEMO = {"train": 1400, "test": 350, "size": 40, "epochs": 24, "optimizer": "sgd", "lr": 0.1, "warmup": 1}
 DEMO_QUICK = {"train": 140, "test": 70, "size": 32, "epochs": 2}

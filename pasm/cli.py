@@ -514,9 +514,6 @@ def build_parser():
     return parser
 
 
-# The data set kinds pasm.data reads (its readers import torch), named here so that a mistyped spec is answered
-# before torch is imported; tests/test_cli.py keeps the two lists equal.
-DATA_KINDS = ("synth", "rafdb", "fer2013", "ferplus", "affectnet", "affectnet8", "folder")
 
 
 def check_inputs(args):
@@ -534,6 +531,8 @@ def check_inputs(args):
 
 def check_spec(spec):
     """``KIND:PATH`` with a known KIND and an existing PATH (pasm.data.parse_spec and available_splits, torch-free)."""
+    from .options import DATA_KINDS
+
     kind, sep, path = str(spec).partition(":")
     if not sep or not path:
         raise PasmError(spec, f"a data set spec is KIND:PATH with KIND one of {', '.join(DATA_KINDS)}")

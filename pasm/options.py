@@ -6,6 +6,9 @@ FILLS = ("zeros", "mean", "noise", "blur")
 ARCHITECTURES = ("small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "mini_xception")
 ERASING = ("pasm", "random", "attention", "none")
 INIT_FROM = ("teacher", "scratch")
+# The data set kinds pasm.data reads (its readers import torch), named here so that the CLI answers a mistyped spec
+# before torch is imported; tests/test_cli.py keeps this list equal to the readers'.
+DATA_KINDS = ("synth", "rafdb", "fer2013", "ferplus", "affectnet", "affectnet8", "folder")
 # What the teacher's soft target is computed on: the clean face (the paper) or the erased view the student sees
 # ("function matching", Beyer et al., CVPR 2022), so that a target says so where the evidence is gone.
 TEACHER_VIEWS = ("clean", "erased")

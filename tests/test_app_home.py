@@ -102,6 +102,16 @@ def test_default_student_follows_a_run_until_the_user_picks(runs):
     assert at.sidebar.selectbox[1].value == str(run / "gen1.safetensors"), "a generation that just finished"
 
 
+def opened_at(**query):
+    """The app opened at an address with these query parameters (a reload, or a shared link)."""
+    at = app()
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    no_exception(at)
+    return at
+
+
 def test_a_chosen_teacher_is_kept_in_the_address_and_a_reload_keeps_it(runs):
     run = write_run(runs)
     at = app().run()
@@ -109,10 +119,7 @@ def test_a_chosen_teacher_is_kept_in_the_address_and_a_reload_keeps_it(runs):
     at.sidebar.selectbox[0].set_value(str(run / "gen1.safetensors")).run()
     no_exception(at)
     assert at.query_params["teacher"] == ["run_a/gen1.safetensors"] and "student" not in at.query_params
-    reloaded = app()
-    reloaded.query_params["teacher"] = "run_a/gen1.safetensors"
-    reloaded.run()
-    no_exception(reloaded)
+    reloaded = opened_at(teacher="run_a/gen1.safetensors")
     assert reloaded.sidebar.selectbox[0].value == str(run / "gen1.safetensors")
 
 
@@ -122,19 +129,13 @@ def test_no_student_is_a_choice_the_address_keeps_too(runs):
     assert at.sidebar.selectbox[1].value == str(run / "gen1.safetensors"), "the teacher's own student by default"
     at.sidebar.selectbox[1].set_value("").run()
     assert at.query_params["student"] == ["none"]
-    reloaded = app()
-    reloaded.query_params["student"] = "none"
-    reloaded.run()
-    no_exception(reloaded)
+    reloaded = opened_at(student="none")
     assert reloaded.sidebar.selectbox[1].value == ""
 
 
 def test_an_address_naming_a_missing_checkpoint_falls_back_to_the_default(runs):
     run = write_run(runs)
-    at = app()
-    at.query_params["teacher"] = "run_a/gen7.safetensors"
-    at.run()
-    no_exception(at)
+    at = opened_at(teacher="run_a/gen7.safetensors")
     assert at.sidebar.selectbox[0].value == str(run / "gen0.safetensors")
 
 

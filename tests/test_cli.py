@@ -264,8 +264,8 @@ def test_missing_files_and_bad_specs_are_answered_before_torch_is_imported(argv,
 
 
 def test_the_cli_knows_every_data_set_kind():
-    from pasm.cli import DATA_KINDS
     from pasm.data import _readers
+    from pasm.options import DATA_KINDS
 
     assert sorted(DATA_KINDS) == sorted(_readers())
 

@@ -1,6 +1,7 @@
 import json
 import random
 import statistics
+import tempfile
 
 import pytest
 
@@ -214,18 +215,18 @@ def test_side_by_side_runs_take_turns_on_the_visible_cuda_devices(monkeypatch, t
 
 
 def test_a_study_on_ray_gives_the_results_of_one_run_after_another(tmp_path):
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")  # in the dev lock; a GPU machine's own environment may lack it
     write_synth(tmp_path / "synth", train=28, test=14, size=32, seed=1)
     options = {"data": f"synth:{tmp_path / 'synth'}", "size": 32, "epochs": 1, "batch": 14, "max_points": 3,
                "threads": 1}
     serial = run_study(tmp_path / "serial", options, ["none", "pasm"], [0], device="cpu", workers=0)
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    except Exception as e:  # its raylet waits 15 s at most for its agents (ray-project/ray#65983): a loaded machine
-        pytest.skip(f"a local Ray instance did not start here: {e}")
-    try:
-        on_ray = run_study(tmp_path / "ray", options, ["none", "pasm"], [0], device="cpu", workers=0, launcher="ray")
-    finally:
-        ray.shutdown()
+    # Ray's sockets live under its temp dir, and a socket path must stay under 108 bytes: pytest's tmp_path is too deep.
+    with tempfile.TemporaryDirectory(prefix="ray") as ray_dir:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir)
+        try:
+            on_ray = run_study(tmp_path / "ray", options, ["none", "pasm"], [0], device="cpu", workers=0,
+                               launcher="ray")
+        finally:
+            ray.shutdown()
     assert on_ray["results"] == serial["results"]
     assert (tmp_path / "ray" / "pasm-seed0" / "gen1.safetensors").is_file()

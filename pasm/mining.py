@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .attack import AttackConfig, PointAttack
-from .erasing import GradCAM, random_boxes, random_windows
+from .erasing import GradCAM, eval_mode, random_boxes, random_windows
 from .errors import PasmError
 from .options import FILLS, STRATEGIES
 from .regions import box_masks, densest_window, locate_regions, square_sides, window_side
@@ -197,6 +197,7 @@ def _square_side(images):
 
 @torch.no_grad()
 def probabilities(model, images):
-    model.eval()
-    return model(images).float().softmax(1)
+    """Class probabilities in eval mode; the model's modes are left as they were (it may be shared or training)."""
+    with eval_mode(model):
+        return model(images).float().softmax(1)
 

@@ -75,7 +75,7 @@ def demo_progress(root):
 
 def demo_card(root, job):
     st.markdown("**Train the demo models**: a small teacher and one PASM student on SynthFER (synthetic faces, "
-                "nothing to download), about 2 minutes on a 2-core CPU, in the background.")
+                "nothing to download), about 4 minutes on a 2-core CPU, in the background.")
     if job is not None and job.state in jobs.ACTIVE_STATES:
         demo_progress(root)
         return

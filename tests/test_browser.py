@@ -67,7 +67,7 @@ def app_url(tmp_path, trained_teacher, synth_set):
     runs = tmp_path / "runs"
     write_runs(runs, trained_teacher, synth_set)
     try:
-        with serve(runs, tmp_path / "streamlit.log") as url:
+        with serve(runs, tmp_path / "streamlit.log") as (url, _):
             yield url
     finally:
         for job in jobs.list_jobs(runs):

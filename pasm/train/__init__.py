@@ -17,7 +17,7 @@ The package, by concept: ``config`` (TrainConfig), ``loop`` (``train`` and the T
 ``demo``.
 """
 from .config import NEWER_FIELDS, TrainConfig, run_config
-from .demo import DEMO, DEMO_QUICK, demo
+from .demo import DEMO, DEMO_QUICK, demo, demo_config, write_demo_data
 from .distributed import Distributed, RunStopped, Stopper, default_workers
 from .losses import distillation_loss, erased_ce_weights
 from .loop import Trainer, train
@@ -26,7 +26,8 @@ from .mining import MINING_BATCH
 from .samples import CACHE_BYTES, CleanImages, TrainingImages
 from .supervised import fit_supervised, make_optimizer, train_one_epoch, warmup_cosine
 
-__all__ = ["CACHE_BYTES", "DEMO", "DEMO_QUICK", "MINING_BATCH", "NEWER_FIELDS", "CleanImages", "Distributed", "RunStopped",
-           "Stopper", "TrainConfig", "Trainer", "TrainingImages", "combine_regions", "default_workers", "demo",
-           "distillation_loss", "erased_ce_weights", "erasing_masks", "fit_supervised", "make_optimizer", "regions_area",
-           "run_config", "train", "train_one_epoch", "warmup_cosine"]
+__all__ = ["CACHE_BYTES", "DEMO", "DEMO_QUICK", "MINING_BATCH", "NEWER_FIELDS", "CleanImages", "Distributed",
+           "RunStopped", "Stopper", "TrainConfig", "Trainer", "TrainingImages", "combine_regions", "default_workers",
+           "demo", "demo_config", "distillation_loss", "erased_ce_weights", "erasing_masks", "fit_supervised",
+           "make_optimizer", "regions_area", "run_config", "train", "train_one_epoch", "warmup_cosine",
+           "write_demo_data"]

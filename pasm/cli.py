@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from .commands import train_argv, train_command  # noqa: F401  (the app and jobs build training commands here)
 from .errors import NoFaceError, PasmError
 
 EXIT_BAD_INPUT = 2
@@ -459,7 +458,7 @@ def build_parser():
     p.add_argument("--json", metavar="OUT", help="write every metric to this file (the table shows the main ones)")
     p.set_defaults(func=cmd_eval)
 
-    from .options import STUDY_ARMS
+    from .options import LAUNCHERS, STUDY_ARMS
 
     p = sub.add_parser("study", help="one run per arm and seed, then mean ± std per generation and each arm's paired "
                        "difference to none (study.md/json/html)")
@@ -473,7 +472,7 @@ def build_parser():
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each with its share of the CPU "
                    "threads (default 1); the seeds' teachers are trained first")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
                    help="local: runs here (default); ray: each run a Ray task asking for its --threads CPUs and, on "
                    "CUDA, a GPU, on the cluster RAY_ADDRESS names or a local one (pip install \".[cluster]\"); the "
                    "study directory must be on a file system the cluster shares")
@@ -512,8 +511,6 @@ def build_parser():
     for q in actions.choices.values():
         q.add_argument("--root", help="the runs directory (default: $PASM_RUNS, else ./runs)")
     return parser
-
-
 
 
 def check_inputs(args):

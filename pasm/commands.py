@@ -26,20 +26,24 @@ def train_argv(config, out, leave_out=()):
     return argv
 
 
-def train_command(config, out, processes=1, device="auto", workers=None):
+def train_command(config, out, processes=1, device="auto", workers=None, resume=False):
     """A training job's command line: ``python -m pasm`` with ``train_argv``, under torchrun when ``processes`` > 1
-    (one per GPU). The launcher's settings change where the run computes, not what, so they are not in the config."""
+    (one per GPU), continuing the run in ``out`` when ``resume``. The launcher's settings change where the run
+    computes, not what, so they are not in the config."""
     python = [sys.executable]
     if processes > 1:
         python += ["-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
-    launcher = ["--device", device] + (["--workers", str(workers)] if workers is not None else [])
-    return python + ["-m", "pasm"] + train_argv(config, out) + launcher
+    return (python + ["-m", "pasm"] + train_argv(config, out) + _launcher_options(device, workers)
+            + (["--resume"] if resume else []))
 
 
 def study_command(config, out, arms, seeds, jobs=1, device="auto", workers=None):
     """A study job's command line: ``python -m pasm study`` with ``config``'s options but those its arms and seeds set,
     training ``jobs`` runs side by side."""
     argv = ["study"] + train_argv(config, out, leave_out=STUDY_SETS)[1:]
-    launcher = ["--device", device] + (["--workers", str(workers)] if workers is not None else [])
     return [sys.executable, "-m", "pasm", *argv, "--arms", ",".join(arms), "--seeds", ",".join(map(str, seeds)),
-            "--jobs", str(jobs)] + launcher
+            "--jobs", str(jobs)] + _launcher_options(device, workers)
+
+
+def _launcher_options(device, workers):
+    return ["--device", device] + (["--workers", str(workers)] if workers is not None else [])

@@ -17,6 +17,8 @@ ERASED_CE = ("full", "confidence")
 # Regions that add up across generations: generation g erases the union of, or one drawn from, the regions that
 # generations 0..g-1 locate (at generation 1 both are PASM itself).
 ACCUMULATE = ("none", "union", "draw")
+# Where a study's runs train: here (one after another, or side by side), or as tasks on a Ray cluster.
+LAUNCHERS = ("local", "ray")
 # Learning rate and weight decay per optimizer, when not given.
 OPTIMIZERS = {"sgd": (0.05, 5e-4), "adamw": (1e-3, 0.05)}
 # How each architecture trains from scratch when not told otherwise: optimizer, peak learning rate,

@@ -29,12 +29,10 @@ from . import fileio
 from .commands import train_command
 from .data.synth import REGIONS
 from .errors import PasmError
-from .options import STUDY_ARMS
+from .options import LAUNCHERS, STUDY_ARMS
 from .runs import Run
 from .threads import default_threads
 from .train import NEWER_FIELDS, RunStopped, TrainConfig, train
-
-LAUNCHERS = ("local", "ray")
 
 # What the report shows, as labels a reader knows (the summary keys stay in study.json).
 METRICS = (("train_accuracy", "train accuracy (clean)"), ("test_accuracy", "test accuracy"),
@@ -133,7 +131,7 @@ class _SideBySide:
             if self.stopped:
                 return
             device = min(self.busy, key=self.busy.get)
-            command = train_command(config, path, device=device, workers=self.workers) + (["--resume"] if resume else [])
+            command = train_command(config, path, device=device, workers=self.workers, resume=resume)
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
             self.live.add(process)
             self.busy[device] += 1

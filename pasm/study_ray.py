@@ -37,7 +37,7 @@ def run_on_ray(tasks, device, workers):
 def train_process(config, path, device, workers, resume):
     """A Ray task: run ``python -m pasm train`` for ``config`` (with this machine's Python) and return its exit code;
     a cancelled task stops its run (SIGTERM), which can be resumed."""
-    command = train_command(config, path, device=device, workers=workers) + (["--resume"] if resume else [])
+    command = train_command(config, path, device=device, workers=workers, resume=resume)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         return process.wait()

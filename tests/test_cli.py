@@ -282,7 +282,8 @@ def test_train_argv_reads_back_to_the_same_config(tmp_path):
     """The app writes its jobs' command lines with train_argv; every TrainConfig field must survive the trip."""
     from dataclasses import fields
 
-    from pasm.cli import build_parser, train_argv, train_command, train_options
+    from pasm.cli import build_parser, train_options
+    from pasm.commands import train_argv, train_command
     from pasm.train import TrainConfig
 
     weights = tmp_path / "imagenet.pth"

@@ -415,7 +415,8 @@ def test_the_demo_job_stops_resumes_and_finishes(root):
 
 
 def test_every_command_the_app_starts_accepts_its_resume_command(tmp_path):
-    from pasm.cli import build_parser, train_command
+    from pasm.cli import build_parser
+    from pasm.commands import train_command
     from pasm.train import TrainConfig
 
     train = train_command(TrainConfig(data="synth:data/synth"), tmp_path / "x")  # the Train page's command

@@ -8,6 +8,7 @@ import torch
 import torch.distributed as torch_dist
 
 from ..devices import resolve_device
+from ..threads import usable_cores
 
 
 class Distributed:
@@ -60,8 +61,7 @@ class Distributed:
 def default_workers():
     """Data-loading processes per training process: none on a 2-core machine, where they would
     compete with the model for the cores; up to 4 where cores are plentiful."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    per_process = usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return 0 if per_process <= 2 else min(4, per_process // 2)
 
 

@@ -131,8 +131,8 @@ def fer_card(root):
                 return
         st.session_state[state.TEACHER_KEY] = str(target)
         # Told after the rerun, outside the expander: with a checkpoint on disk it reopens collapsed.
-        where = state.markdown_literal(display_path(target, root))
-        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as {where}; it is now the teacher in the sidebar.")
+        state.notify(FER_NOTICE_KEY, f"Imported the FER teacher as {display_path(target, root)}; it is now the teacher "
+                     "in the sidebar.")
         st.rerun()
 
 

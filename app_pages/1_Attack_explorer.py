@@ -5,6 +5,7 @@ import streamlit as st
 from pasm import explorer
 from pasm.attack import FLIP_CAP_FRACTION, flip_cap
 from pasm.faces import REGIONS, align_face
+from pasm.images import IMAGE_SUFFIXES
 from pasm.options import FILLS, STRATEGIES
 from ui import explorer_cache, state
 
@@ -87,9 +88,8 @@ def comparison_captions(result):
     captions = {}
     for name in explorer.ERASINGS:
         entry = result["report"]["erasing"][name]
-        area = f", area {entry['area']:.1%}" if "area" in entry else ""
         captions[name] = (f"{name}: teacher says {entry['prediction']['label']}, "
-                          f"confidence drop {entry['confidence_drop']:+.2f}{area}")
+                          f"confidence drop {entry['confidence_drop']:+.2f}, area {entry['area']:.1%}")
     return captions
 
 
@@ -191,7 +191,7 @@ if models.teacher is None:
 
 data, image_name = choose_image()
 if data is None:
-    st.info(f"Upload a photo ({', '.join(state.IMAGE_TYPES)}), take one with the camera, or use the sample photo.")
+    st.info(f"Upload a photo ({', '.join(IMAGE_SUFFIXES)}), take one with the camera, or use the sample photo.")
     st.stop()
 with state.stop_on_error():
     photo = state.load_photo(data, image_name)

@@ -77,13 +77,14 @@ def layout_note(atlas):
 def show_atlas(result):
     atlas = result["atlas"]
     grouping = "true class" if result["use_labels"] else "the teacher's predicted class"
+    identical = result.get("mapping", "identical") == "identical"
     mapping = state.markdown_literal(result.get("mapping", "identical"))
     if not result["use_labels"]:
         st.info(f"The teacher does not know every class of this data set ({mapping}), so each face is attacked away "
                 "from the teacher's own prediction and grouped by it.")
     st.caption(f"{int(atlas.faces.sum())} faces of {state.markdown_literal(result['spec'])} ({result['split']}), "
                f"grouped by {grouping}. " + layout_note(atlas))
-    if result["use_labels"] and mapping != "identical":
+    if result["use_labels"] and not identical:
         st.caption(f"The teacher's classes were matched to the data set's by name (teacher->data set): {mapping}. "
                    "Rows use the teacher's names.")
     left, right = st.columns([2, 3])

@@ -14,9 +14,10 @@ from pasm.checkpoint_store import find_checkpoints, summary_line
 from pasm.commands import study_command, train_command
 from pasm.errors import PasmError
 from pasm.evaluate import default_split
-from pasm.options import ARCH_DEFAULTS, ARCHITECTURES, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES, STUDY_ARMS
+from pasm.options import (ARCH_DEFAULTS, ARCHITECTURES, DEFAULT_ARMS, ERASING, FILLS, INIT_FROM, OPTIMIZERS, STRATEGIES,
+                          STUDY_ARMS)
 from pasm.runs import display_path, runs_root
-from pasm.study import run_path as study_run_path
+from pasm.study import check_study, parse_seeds, planned_runs
 from pasm.train import TrainConfig
 from ui import jobs_view, state
 
@@ -27,7 +28,6 @@ DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the form's defaul
 TEACHER_PICK = "train_teacher"
 FROM_TEACHER = "Set by the teacher: the trainer refuses a teacher of another architecture or input size."
 DEVICES = ("auto", "cpu", "cuda")
-STUDY_DEFAULT_ARMS = ["none", "random", "attention", "pasm"]
 
 
 def teacher_metadata(path):
@@ -143,7 +143,7 @@ def rare_fields(teacher_meta):
 def study_fields():
     """The arms and seeds of a study, and how many of its runs train side by side."""
     arms, seeds, parallel = st.columns(3)
-    return {"arms": arms.multiselect("Arms", list(STUDY_ARMS), STUDY_DEFAULT_ARMS,
+    return {"arms": arms.multiselect("Arms", list(STUDY_ARMS), list(DEFAULT_ARMS),
                                      help="One run per arm and seed; an arm sets the students' erasing (the form's "
                                           "erasing is not used) and the seeds set the seed."),
             "seeds": seeds.text_input("Seeds", "0,1,2", help="Comma-separated whole numbers."),
@@ -211,27 +211,17 @@ def checked_config(options):
     return config
 
 
-def study_seeds(text):
-    try:
-        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds:
-        raise PasmError(f"seeds {text!r}", "must be comma-separated whole numbers, e.g. 0,1,2")
-    return seeds
-
-
-def launch_study(config, run_dir, study, launcher, root):
-    """A study as a job: its card follows the runs the study plans (pasm.jobs' study_runs); started again, a study
-    resumes (finished runs are kept), so its resume command is its own."""
+def launch_study(config, options, run_dir, study, launcher, root):
+    """A study as a job, checked as the study checks itself (its arms, seeds and their settings with ``options``);
+    its card follows the runs the study plans (pasm.jobs' study_runs); started again, a study resumes (finished runs
+    are kept), so its resume command is its own."""
     if launcher["processes"] > 1:
         raise PasmError("processes", "a study trains each run in one process; use 'Runs side by side' instead")
-    if not study["arms"]:
-        raise PasmError("arms", "choose at least one arm for the study")
-    seeds = study_seeds(study["seeds"])
+    seeds = parse_seeds(study["seeds"])
+    check_study(study["arms"], seeds, options)
     argv = study_command(config, run_dir, study["arms"], seeds, study["parallel"], launcher["device"],
                          launcher["workers"])
-    planned = [study_run_path(run_dir, arm, seed).name for seed in seeds for arm in study["arms"]]
+    planned = [path.name for path in planned_runs(run_dir, study["arms"], seeds)]
     return jobs.launch(argv, run_dir, root=root, cwd=state.REPO_ROOT, resume_argv=argv, study_runs=planned)
 
 
@@ -243,7 +233,7 @@ def start_job(action, name, options, launcher, study, root):
         name = name.strip() or jobs.default_run_name(options["data"], config.erasing if action == "run" else "study")
         run_dir = jobs.new_run_dir(name, root).resolve()
         if action == "study":
-            job = launch_study(config, run_dir, study, launcher, root)
+            job = launch_study(config, options, run_dir, study, launcher, root)
         else:
             job = jobs.launch(train_command(config, run_dir, **launcher), run_dir, root=root, cwd=state.REPO_ROOT)
     except PasmError as e:

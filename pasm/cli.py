@@ -270,16 +270,12 @@ def cmd_eval(args):
 
 
 def cmd_study(args):
-    from .study import run_study
+    from .study import parse_seeds, run_study
     from .train import RunStopped
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise PasmError(f"--seeds {args.seeds}", "must be comma-separated whole numbers, e.g. 0,1,2") from None
-    try:
-        study = run_study(args.out, train_options(args), arms, seeds, device=args.device, workers=args.workers,
+        study = run_study(args.out, train_options(args), arms, parse_seeds(args.seeds), device=args.device, workers=args.workers,
                           jobs=args.jobs, launcher=args.launcher)
     except RunStopped as e:
         return 128 + e.signum
@@ -458,13 +454,13 @@ def build_parser():
     p.add_argument("--json", metavar="OUT", help="write every metric to this file (the table shows the main ones)")
     p.set_defaults(func=cmd_eval)
 
-    from .options import LAUNCHERS, STUDY_ARMS
+    from .options import DEFAULT_ARMS, LAUNCHERS, STUDY_ARMS
 
     p = sub.add_parser("study", help="one run per arm and seed, then mean ± std per generation and each arm's paired "
                        "difference to none (study.md/json/html)")
     p.add_argument("--out", required=True, help="study directory (runs go in ARM-seedK subdirectories)")
-    p.add_argument("--arms", default="none,random,attention,pasm",
-                   help=f"arms, comma-separated, from {', '.join(STUDY_ARMS)} (default none,random,attention,pasm): "
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"arms, comma-separated, from {', '.join(STUDY_ARMS)} (default {','.join(DEFAULT_ARMS)}): "
                    "an erasing, or PASM erasing with adaptive windows, disks, re-mining every third of the epochs, "
                    "windows of half the area (0.05), or the variants of docs/method.md: consistent teaching (-consistent, "
                    "-consistent-weighted), regions accumulated over generations (-cumulative: union, -cumulative-draw), "

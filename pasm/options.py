@@ -52,6 +52,8 @@ ARCH_DEFAULTS = {
 # generations (their union, or one of them drawn per step), half PASM's region and half a random window of the same
 # area, and the combinations of these, which act on different things (the target, where erasing falls, what adds up).
 _CONSISTENT = {"teacher_view": "erased"}
+# A study's arms when none are named: the paper's comparison.
+DEFAULT_ARMS = ("none", "random", "attention", "pasm")
 _MIX = {"mix": 0.5}
 STUDY_ARMS = {
     "none": {"erasing": "none"},

@@ -67,7 +67,7 @@ def run_study(out, options, arms, seeds, device="auto", workers=None, jobs=1, th
     ``threads`` per run (else the options') defaults to the usable cores but one, shared out over the ``jobs``
     (pasm.threads.default_threads); a resumed run keeps its own. ``launcher`` "ray" makes each run a Ray task
     (pasm.study_ray). Raises RunStopped after a stop request."""
-    _check(arms, seeds, options)
+    check_study(arms, seeds, options)
     if jobs < 1:
         raise PasmError(f"--jobs {jobs}", "must be a whole number of at least 1")
     if launcher not in LAUNCHERS:
@@ -179,11 +179,29 @@ def _seed_teacher(out, seed, options):
     return next((str(path) for path in found if path.is_file()), None)
 
 
-def _check(arms, seeds, options):
+def parse_seeds(text):
+    """A study's seeds from their comma-separated form, e.g. "0,1,2" (``check_study`` checks the values)."""
+    try:
+        seeds = [int(seed) for seed in str(text).split(",") if seed.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise PasmError(f"--seeds {text}", "must be comma-separated whole numbers, e.g. 0,1,2")
+    return seeds
+
+
+def planned_runs(out, arms, seeds):
+    """The run directories a study trains, in the order it trains them."""
+    return [run_path(out, arm, seed) for seed in seeds for arm in arms]
+
+
+def check_study(arms, seeds, options):
     """Refuse bad arms, seeds and arm/option combinations (say --adaptive with pasm-disks) before any training."""
     if not options.get("data"):
         raise PasmError("--data", "a study needs a data set spec (e.g. synth:data/synth)")
-    if not arms or len(set(arms)) != len(arms):
+    if not arms:
+        raise PasmError("--arms", "name at least one arm")
+    if len(set(arms)) != len(arms):
         raise PasmError(f"--arms {','.join(arms)}", "must name each arm once")
     for arm in arms:
         if arm not in STUDY_ARMS:

@@ -283,13 +283,18 @@ def test_a_study_starts_as_a_job_whose_command_reads_back_to_the_form(runs, tiny
     assert TrainConfig(**train_options(args)) == TrainConfig(data=f"synth:{tiny_synth}", generations=2, epochs=3)
 
 
-def test_a_study_needs_arms_and_whole_seeds(runs, tiny_synth, monkeypatch):
+def test_a_study_is_checked_as_the_study_checks_itself_before_a_job_starts(runs, tiny_synth, monkeypatch):
+    """The form refuses what the study would refuse once started (pasm.study.check_study), so no job dies of it."""
     launched = fake_launches(monkeypatch)
     at = page()
     widget(at.text_input, "Seeds").set_value("one")
     at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study")
-    assert errors(at) == ["seeds 'one': must be comma-separated whole numbers, e.g. 0,1,2"]
+    assert errors(at) == ["--seeds one: must be comma-separated whole numbers, e.g. 0,1,2"]
+    widget(at.text_input, "Seeds").set_value("0,0")
+    at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study")
+    assert errors(at) == ["--seeds 0,0: must be distinct whole numbers >= 0"]
+    widget(at.text_input, "Seeds").set_value("0,1")
     widget(at.multiselect, "Arms").set_value([])
     at = submit(at, "st", f"synth:{tiny_synth}", button="Start a study")
-    assert errors(at) == ["arms: choose at least one arm for the study"]
+    assert errors(at) == ["--arms: name at least one arm"]
     assert launched == []

@@ -30,7 +30,6 @@ from pasm.runs import display_path, generation_number, runs_root
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FACE = REPO_ROOT / "pasm" / "assets" / "grace_hopper.jpg"
-IMAGE_TYPES = IMAGE_SUFFIXES  # the photos pasm.images reads, as the uploaders tell a person
 MAX_CHECKPOINT_MB = 200
 MAX_IMAGE_MB = 10
 # Persisted choices (plain session-state keys; widget keys are dropped when a page stops drawing them), each also
@@ -87,7 +86,8 @@ def stop_on_error():
 
 
 def notify(key, text):
-    """Keep a success message for the next run: what a run draws before ``st.rerun`` is never seen."""
+    """Keep a success message for the next run: what a run draws before ``st.rerun`` is never seen. ``text`` is
+    shown literally (``markdown_literal``), so the names it echoes need no escaping by the caller."""
     st.session_state[key] = text
 
 
@@ -96,8 +96,9 @@ def show_notice(key):
     which may come back collapsed) and a toast, which shows wherever the page is scrolled."""
     text = st.session_state.pop(key, None)
     if text:
-        st.success(text, icon=":material/check_circle:")
-        st.toast(text, icon=":material/check_circle:")
+        shown = markdown_literal(text)
+        st.success(shown, icon=":material/check_circle:")
+        st.toast(shown, icon=":material/check_circle:")
 
 
 # Checkpoints, read once per file version
@@ -276,7 +277,7 @@ def _upload_form(root):
             show_error(e)
             return
         st.session_state[TEACHER_KEY if role == "teacher" else STUDENT_KEY] = str(path)
-        notify("_pasm_added", f"Added {markdown_literal(display_path(path, root))} as the {role}.")
+        notify("_pasm_added", f"Added {display_path(path, root)} as the {role}.")
         st.rerun()
 
 
@@ -288,7 +289,7 @@ def photo_uploader(label, key):
     ImageError the page shows (``stop_on_error``), which the next file replaces. A ``type`` list would have the browser
     refuse other files itself, and its refusal stays in the uploader, error and all, after a good file follows."""
     return st.file_uploader(label, key=key, max_upload_size=MAX_IMAGE_MB,
-                            help=f"Images pasm reads: {', '.join(IMAGE_TYPES)}; at most {MAX_IMAGE_MB} MB.")
+                            help=f"Images pasm reads: {', '.join(IMAGE_SUFFIXES)}; at most {MAX_IMAGE_MB} MB.")
 
 
 def image_digest(data):

@@ -8,8 +8,7 @@ import streamlit as st
 from pasm import jobs
 from pasm.checkpoint_store import summary_line
 from pasm.errors import PasmError
-from pasm.runs import (display_path, find_runs, generation_table, holds_every_generation, per_class_accuracies,
-                       read_run, runs_root)
+from pasm.runs import display_path, find_runs, generation_table, per_class_accuracies, read_run, runs_root
 from ui import jobs_view, run_figures, state
 
 st.set_page_config(page_title="Runs · PASM Studio")
@@ -21,7 +20,7 @@ DELETE_ERROR = "_runs_delete_error"
 
 def finished(run):
     """A run with no readable status and no job: "done" when its files hold every generation (pasm.runs)."""
-    return "done" if not run.is_study and holds_every_generation(run.path) else "-"
+    return "done" if run.finished else "-"
 
 
 def overview_row(run, root, job_states):

@@ -332,12 +332,21 @@ def wait(job, timeout=None):
 
 def progress_line(job, status):
     """Where the job stands, for a card or a table: the study's runs, or the images mined while a run mines."""
-    mining = status.get("mining")
     if job.study_runs is not None:
         return f"runs {status.get('runs_done', 0)}/{len(job.study_runs)} finished"
-    if status.get("phase") == "mining" and isinstance(mining, dict) and mining.get("total"):
-        return f"mining {mining.get('done', 0)}/{mining['total']} images"
-    return None
+    mined = mining_counts(status)
+    return f"mining {mined[0]}/{mined[1]} images" if mined else None
+
+
+def mining_counts(status):
+    """(images mined, images to mine) while the run in ``status`` mines its regions; else None."""
+    mining = status.get("mining")
+    if status.get("phase") != "mining" or not isinstance(mining, dict):
+        return None
+    total, done = mining.get("total"), mining.get("done", 0)
+    if not isinstance(total, (int, float)) or total <= 0 or not isinstance(done, (int, float)):
+        return None
+    return done, total
 
 
 def format_table(jobs, root=None):

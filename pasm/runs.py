@@ -287,6 +287,11 @@ class RunFiles:
     damaged: set | None = None  # the fields above whose file is there but could not be read
 
     @property
+    def finished(self):
+        """Whether the run's files hold every generation its config asks for (``holds_every_generation``)."""
+        return not self.is_study and _holds_every_generation(self.path, self.config, self.summary)
+
+    @property
     def student_generations(self):
         """Finished student generations (generation 0 is the teacher): what the Train form's "Generations" counts."""
         return sum(1 for e in self.generations if e["index"] > 0)
@@ -364,12 +369,17 @@ def holds_every_generation(path):
         config, summary = run.read_config(), run.read_summary()
     except PasmError:
         return False
+    return _holds_every_generation(run.path, config, summary)
+
+
+def _holds_every_generation(path, config, summary):
+    """``holds_every_generation`` on the run's config and summary, already read."""
     entries = (summary or {}).get("generations")
-    wanted = config.get("generations")
+    wanted = (config or {}).get("generations")
     if not isinstance(entries, list) or not isinstance(wanted, int):
         return False
     found = {e.get("index") for e in entries if isinstance(e, dict) and isinstance(e.get("checkpoint"), str)
-             and (run.path / Path(e["checkpoint"]).name).is_file()}
+             and (Path(path) / Path(e["checkpoint"]).name).is_file()}
     return found >= set(range(wanted + 1))
 
 

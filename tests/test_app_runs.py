@@ -19,7 +19,7 @@ from pasm.data.synth import CLASSES
 from pasm.models import InputSpec, build_model
 from pasm.runs import Run, find_runs, read_run
 from pasm.study import write_study
-from ui import jobs_view, run_figures
+from ui import jobs_view, run_figures, state
 from app_helpers import chart_titles, no_exception, stand_in_job
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "5_Runs.py"
@@ -168,7 +168,8 @@ def test_a_runs_job_card_stops_resumes_and_says_why_it_died(runs):
     assert not at.button(key=f"resume_{resumed.id}").disabled
     history = at.table[0].value
     assert list(history["job"]) == [resumed.id, job.id], "one card for the run, its attempts inside"
-    assert list(history["how it ended"]) == ["died: RuntimeError: CUDA_ERROR out of memory", "stopped on request"]
+    assert list(history["how it ended"]) == [state.markdown_literal("died: RuntimeError: CUDA_ERROR out of memory"),
+                                             "stopped on request"], "a log line shown as written: st.table renders markdown"
 
 
 def test_read_run_lists_every_damaged_file(tmp_path):

@@ -53,10 +53,9 @@ def progress_text(job, status):
 def progress_value(job, status):
     """The bar: the images mined while the run mines, else status.json's ``progress`` (0 until the first step), full
     once done (whose status may be damaged: the run's files said it finished)."""
-    mining = status.get("mining")
-    if job.state in jobs.ACTIVE_STATES and status.get("phase") == "mining" and isinstance(mining, dict) \
-            and isinstance(mining.get("total"), (int, float)) and mining["total"] > 0:
-        progress = mining.get("done", 0) / mining["total"]
+    mined = jobs.mining_counts(status)
+    if job.state in jobs.ACTIVE_STATES and mined:
+        progress = mined[0] / mined[1]
     else:
         progress = 1.0 if job.state == "done" else status.get("progress")
     return min(max(float(progress), 0.0), 1.0) if isinstance(progress, (int, float)) else 0.0
@@ -120,7 +119,7 @@ def show_history(attempts):
     """The run's jobs, newest first, and how each ended: a run stopped, killed and resumed is one card, not three."""
     with st.expander(f"History: {len(attempts)} attempts"):
         st.table([{"attempt": len(attempts) - i, "job": job.id, "started": started(job),
-                   "how it ended": jobs.ending(job)} for i, job in enumerate(attempts)])
+                   "how it ended": state.markdown_literal(jobs.ending(job))} for i, job in enumerate(attempts)])
 
 
 def job_card(job, root, history=(), metrics=True):

@@ -163,7 +163,10 @@ def test_running_the_attack_draws_every_figure_and_offers_downloads(runs, teache
     for caption, name in zip(masks, explorer.ERASINGS):
         entry = document["erasing"][name]
         assert f"confidence drop {entry['confidence_drop']:+.2f}, area {entry['area']:.1%}" in caption
-        assert entry["confidence_drop"] >= 0 or "confidence drop -" in caption, "one sign: positive is a loss"
+    pasm = document["erasing"]["pasm"]
+    assert pasm["prediction"]["probs"][document["prediction"]["label"]] < \
+        document["prediction"]["probs"][document["prediction"]["label"]], "PASM erasing costs the teacher confidence here"
+    assert pasm["confidence_drop"] > 0 and "confidence drop +" in masks[0], "one sign: positive is a loss"
 
 
 

@@ -252,15 +252,17 @@ def test_building_the_parser_does_not_import_torch():
     (["attack", "--checkpoint", str(GRACE_HOPPER), "/no/such/face.jpg"], "/no/such/face.jpg: no such file"),
     (["eval", "--checkpoint", str(GRACE_HOPPER), "--data", "nonsense:x"], "unknown data set kind 'nonsense'"),
     (["eval", "--checkpoint", str(GRACE_HOPPER), "--data", "synth:/no/such/dir"], "/no/such/dir: no such file"),
-    (["train", "--out", "/tmp/never", "--data", "synth"], "KIND:PATH"),
-    (["train", "--out", "/tmp/never", "--data", "synth:.", "--teacher", "/no/such/gen0.pt"], "no such file"),
+    (["train", "--out", "OUT", "--data", "synth"], "KIND:PATH"),
+    (["train", "--out", "OUT", "--data", "synth:.", "--teacher", "/no/such/gen0.pt"], "no such file"),
 ])
-def test_missing_files_and_bad_specs_are_answered_before_torch_is_imported(argv, needle):
+def test_missing_files_and_bad_specs_are_answered_before_torch_is_imported(argv, needle, tmp_path):
     """A mistyped path used to take 4-7 s (importing torch) before its one-line error."""
+    argv = [str(tmp_path / "never") if arg == "OUT" else arg for arg in argv]
     code = f"import sys; from pasm.cli import main; code = main({argv!r}); print(code, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr
+    assert not (tmp_path / "never").exists(), "refused before anything is written"
 
 
 def test_the_cli_knows_every_data_set_kind():

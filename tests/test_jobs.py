@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pasm import jobs
+from pasm import fileio, jobs
 from pasm.cli import main
 from pasm.errors import PasmError
 
@@ -632,3 +632,7 @@ def test_mining_progress_shows_in_the_table(root):
     status = {"state": "running", "phase": "mining", "mining": {"done": 120, "total": 400}, "progress": 0.0}
     assert jobs.progress_line(job, status) == "mining 120/400 images"
     assert jobs.progress_line(job, {**status, "phase": "training"}) is None
+    (root / "a").mkdir(parents=True)
+    fileio.write_json(root / "a" / "status.json", status)
+    job.stamps = {}
+    assert "0% (mining 120/400 images)" in jobs.format_table([job], root)

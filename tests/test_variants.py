@@ -1,6 +1,7 @@
 """The self-mining variants of docs/method.md: consistent teaching, confidence-weighted cross-entropy, regions that
 accumulate over generations, and half random windows; and a study's runs side by side."""
 import json
+import re
 import sys
 
 import pytest
@@ -112,9 +113,11 @@ def test_cumulative_training_mines_with_every_earlier_generation(synth, tmp_path
 def test_variants_refuse_erasings_they_do_not_apply_to(synth):
     from pasm.errors import PasmError
 
-    for bad in ({"erasing": "random", "mix": 0.5}, {"erasing": "none", "accumulate": "union"},
-                {"erasing": "pasm", "accumulate": "draw", "remine_every": 2}, {"erasing": "pasm", "mix": 1.5}):
-        with pytest.raises(PasmError):
+    for bad, reason in [({"erasing": "random", "mix": 0.5}, "--mix 0.5: mixes in random windows"),
+                        ({"erasing": "none", "accumulate": "union"}, "--accumulate union: accumulates mined regions"),
+                        ({"erasing": "pasm", "accumulate": "draw", "remine_every": 2}, "does not combine with --remine-every"),
+                        ({"erasing": "pasm", "mix": 1.5}, "--mix 1.5: is a share of the erased faces")]:
+        with pytest.raises(PasmError, match=re.escape(reason)):
             tiny(synth, **bad)
 
 

@@ -126,7 +126,7 @@ def delete_clicked(path, root):
     try:
         removed = jobs.delete_run(path, root, confirmed=True)
     except PasmError as e:
-        st.session_state[DELETE_ERROR] = str(e)
+        state.keep_error(DELETE_ERROR, e)
         return
     st.session_state.pop(CHOSEN, None)
     state.notify(DELETED, f"Deleted {display_path(path, root)} and {len(removed)} job record(s).")
@@ -178,8 +178,7 @@ def show_run(run, root):
 root = runs_root()
 st.title("Runs")
 state.show_notice(DELETED)
-if DELETE_ERROR in st.session_state:
-    state.show_error(st.session_state.pop(DELETE_ERROR))
+state.show_kept_error(DELETE_ERROR)
 paths = find_runs(root)
 if not paths:
     st.info(f"No runs in `{root}` yet: start one on the Train page, or train the demo on the Home page.")

@@ -91,13 +91,12 @@ def resume_job(job, root):
     try:
         jobs.resume(job, root)
     except PasmError as e:
-        st.session_state[RESUME_ERROR] = str(e)
+        state.keep_error(RESUME_ERROR, e)
 
 
 def show_resume_error():
     """The error of a Resume click, which its callback could not show itself."""
-    if RESUME_ERROR in st.session_state:
-        state.show_error(st.session_state.pop(RESUME_ERROR))
+    state.show_kept_error(RESUME_ERROR)
 
 
 def job_buttons(job, root):

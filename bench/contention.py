@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import median, now, write_report
+from pasm.threads import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = ("default", "PASSIVE")
 BUSY_LOOP = "while True: pass"
@@ -31,7 +34,7 @@ WARMUP_STEPS = 2
 
 
 def parse(argv):
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     parser = argparse.ArgumentParser(prog="python -m bench.contention", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default=",".join(map(str, range(1, cores + 1))), help="thread counts (default 1..cores)")
     parser.add_argument("--held", default=",".join(map(str, range(cores + 1))), help="cores held by busy loops (default 0..cores)")
@@ -55,8 +58,6 @@ def main(argv=None):
     if args.child:
         print(json.dumps(measure_policy(args)))
         return None
-    from bench.common import now, write_report
-
     if args.demo:
         report = {"date": now(), "machine": machine_line(), "load_average_before": os.getloadavg(), **time_demo()}
         write_report(report, args.json)
@@ -164,11 +165,6 @@ def release(loops):
     for loop in loops:
         loop.kill()
         loop.wait()
-
-
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2]
 
 
 def slowdowns(cells):

@@ -123,3 +123,13 @@ def test_the_contention_benchmark_times_every_thread_count_and_held_core():
     assert set(cells) == {"held=0", "held=1"} and all(set(row) == {"threads=1", "threads=2"} for row in cells.values())
     assert all(ms > 0 for row in cells.values() for ms in row.values())
     assert min(report["slowdown"]["default"]["held=0"].values()) == 1.0
+
+
+def test_contention_slowdowns_are_over_the_best_idle_cell_of_any_policy():
+    from bench.contention import slowdowns
+
+    cells = {"default": {"held=0": {"threads=1": 50.0, "threads=2": 40.0}, "held=1": {"threads=2": 120.0}},
+             "PASSIVE": {"held=0": {"threads=1": 60.0, "threads=2": 80.0}, "held=1": {"threads=2": 100.0}}}
+    slow = slowdowns(cells)
+    assert slow["default"]["held=1"]["threads=2"] == 3.0 and slow["PASSIVE"]["held=0"]["threads=1"] == 1.5
+    assert slowdowns({"default": {"held=1": {"threads=1": 70.0}}}) is None, "no idle cell: no baseline"

@@ -1,9 +1,18 @@
 """Small helpers shared by the AppTest files."""
 import json
+import time
 
 
 def no_exception(at):
     assert not at.exception, [e.value for e in at.exception]
+
+
+def wait_for(condition, limit=60):
+    """Poll a condition (a job reaching a state); the limit only keeps a broken test from hanging."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.02)
 
 
 def chart_titles(at):

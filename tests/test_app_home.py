@@ -4,7 +4,6 @@ import json
 import os
 import pickle
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pasm.checkpoints import load_checkpoint, make_meta, read_metadata, save_che
 from pasm.errors import CheckpointError
 from pasm.models import InputSpec, build_model
 from ui import state
-from app_helpers import no_exception, stand_in_job
+from app_helpers import no_exception, stand_in_job, wait_for
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 CLASSES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
@@ -143,19 +142,14 @@ def test_the_demo_in_progress_stays_in_sight_after_a_reload(runs):
     write_run(runs)  # models exist, so the card is "Get more models", folded away unless the demo trains
     job = jobs.launch([sys.executable, "-c", stand_in_job("pass"), str(runs / jobs.DEMO_RUN)], runs / jobs.DEMO_RUN,
                       runs)
-    deadline = time.monotonic() + 60
-    while job.state != "running":
-        assert time.monotonic() < deadline, "the stand-in never ran"
-        time.sleep(0.02)
+    wait_for(lambda: job.state == "running")
     at = app().run()  # a new session, as a reload makes
     no_exception(at)
     [card] = at.main.expander
     assert card.label == "Get more models" and card.proto.expanded
     assert len(at.get("progress")) == 1
     jobs.stop(job)
-    while job.state in jobs.ACTIVE_STATES:
-        assert time.monotonic() < deadline, "the stand-in never stopped"
-        time.sleep(0.02)
+    wait_for(lambda: job.state not in jobs.ACTIVE_STATES)
     at = app().run()
     assert not at.main.expander[0].proto.expanded, "folded again once the demo no longer trains"
 
@@ -444,11 +438,3 @@ def test_the_demo_card_stops_says_why_it_died_and_resumes(runs):
     assert "The demo run died: RuntimeError: no faces in the data set" in [e.value for e in at.error]
     assert not [c for c in at.code if c.language == "python"], "the log is plain text"
     assert any(b.label == "Resume the demo" for b in at.button)
-
-
-def wait_for(condition, limit=60):
-    """Poll a condition; the limit only keeps a broken test from hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.02)

@@ -5,7 +5,6 @@ trainer does (pasm.runs.Run), with small_cnn 32 px checkpoints saved by pasm.che
 """
 import json
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +19,7 @@ from pasm.models import InputSpec, build_model
 from pasm.runs import Run, find_runs, read_run
 from pasm.study import write_study
 from ui import jobs_view, run_figures, state
-from app_helpers import chart_titles, no_exception, stand_in_job
+from app_helpers import chart_titles, no_exception, stand_in_job, wait_for
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "5_Runs.py"
 
@@ -137,14 +136,6 @@ def test_a_checkpoint_that_is_not_one_is_refused_in_its_row(runs):
 
 # A stand-in trainer: "running" until SIGTERM, then "stopped"; with --resume it raises, as a broken run would.
 STAND_IN = stand_in_job('raise RuntimeError("CUDA_ERROR out of memory")')
-
-
-def wait_for(condition, limit=60):
-    """Poll a condition; the limit only keeps a broken test from hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.02)
 
 
 def test_a_runs_job_card_stops_resumes_and_says_why_it_died(runs):

@@ -4,7 +4,6 @@ adopted as the teacher; bad names and specs are refused; stop, resume and two jo
 import html
 import re
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ from pasm.models import InputSpec, build_model
 from pasm.runs import Run
 from pasm.train import TrainConfig
 
-from app_helpers import no_exception, stand_in_job
+from app_helpers import no_exception, stand_in_job, wait_for
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "4_Train.py"
 
@@ -75,13 +74,6 @@ def fake_launches(monkeypatch):
 def launch_stand_in(root, name):
     run_dir = root / name
     return jobs.launch([sys.executable, "-c", STAND_IN, str(run_dir)], run_dir, root)
-
-
-def wait_for(condition, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_no_jobs_yet(runs):

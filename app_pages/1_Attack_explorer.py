@@ -171,8 +171,8 @@ def attack_and_results(models, aligned, region_map, digest, index, image_name):
     settings = settings_form(models.teacher.model.input_spec.size)
     models_key = (models.teacher.sha256, models.student.sha256 if models.student else None)
     with state.stop_on_error():
-        result = explorer_cache.attack_result(digest, index, models_key, models.device,
-                                              tuple(settings.to_dict().items()), models, aligned, settings, region_map)
+        result = explorer_cache.attack_result(digest, index, models_key, models.device, settings, models, aligned,
+                                              region_map)
     views = result_views(result, image_name, models)
     show_summary(result)
     show_attack(views)

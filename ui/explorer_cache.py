@@ -17,11 +17,12 @@ def face_region_map(digest, face_index, _photo, _face):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def attack_result(digest, face_index, models_key, device, settings_key, _models, _aligned, _settings, _region_map):
-    """pasm.explorer.analyse_face for a photo (``digest``), face, pair of models (their hashes), device and settings."""
+def attack_result(digest, face_index, models_key, device, settings, _models, _aligned, _region_map):
+    """pasm.explorer.analyse_face for a photo (``digest``), face, pair of models (their hashes), device and settings
+    (a dataclass, which streamlit hashes by its fields)."""
     from pasm import explorer
 
-    return explorer.analyse_face(_models.teacher, _aligned, _settings, student=_models.student,
+    return explorer.analyse_face(_models.teacher, _aligned, settings, student=_models.student,
                                  region_map=_region_map, device=device)
 
 

@@ -18,7 +18,7 @@ DELETED = "_runs_deleted"
 DELETE_ERROR = "_runs_delete_error"
 
 
-def finished(run):
+def state_from_files(run):
     """A run with no readable status and no job: "done" when its files hold every generation (pasm.runs)."""
     return "done" if run.finished else "-"
 
@@ -29,7 +29,7 @@ def overview_row(run, root, job_states):
     return {
         "run": display_path(run.path, root),
         "kind": "study" if run.is_study else "run",
-        "state": job_states.get(run.path.resolve(), (run.status or {}).get("state") or finished(run)),
+        "state": job_states.get(run.path.resolve(), (run.status or {}).get("state") or state_from_files(run)),
         "data": config.get("data", (run.study or {}).get("data", "-")),
         "erasing": config.get("erasing", "-"),
         "student generations": None if run.is_study else run.student_generations,
@@ -126,7 +126,7 @@ def delete_clicked(path, root):
     try:
         removed = jobs.delete_run(path, root, confirmed=True)
     except PasmError as e:
-        state.keep_error(DELETE_ERROR, e)
+        jobs_view.keep_error(DELETE_ERROR, e)
         return
     st.session_state.pop(CHOSEN, None)
     state.notify(DELETED, f"Deleted {display_path(path, root)} and {len(removed)} job record(s).")
@@ -178,7 +178,7 @@ def show_run(run, root):
 root = runs_root()
 st.title("Runs")
 state.show_notice(DELETED)
-state.show_kept_error(DELETE_ERROR)
+jobs_view.show_kept_error(DELETE_ERROR)
 paths = find_runs(root)
 if not paths:
     st.info(f"No runs in `{root}` yet: start one on the Train page, or train the demo on the Home page.")

@@ -86,17 +86,29 @@ def show_status_problem(job):
                                           "summary.json and checkpoints."), icon=":material/warning:")
 
 
+def keep_error(key, error):
+    """Keep an error for the next run, as ``state.notify`` keeps a message: a button callback (Resume, Delete) runs
+    before the page is drawn and cannot show it itself."""
+    st.session_state[key] = str(error)
+
+
+def show_kept_error(key):
+    """The error ``keep_error`` kept under ``key``, once (``state.show_error``)."""
+    if key in st.session_state:
+        state.show_error(st.session_state.pop(key))
+
+
 def resume_job(job, root):
     """A button callback: it runs before the page is redrawn, so the new job shows at once."""
     try:
         jobs.resume(job, root)
     except PasmError as e:
-        state.keep_error(RESUME_ERROR, e)
+        keep_error(RESUME_ERROR, e)
 
 
 def show_resume_error():
     """The error of a Resume click, which its callback could not show itself."""
-    state.show_kept_error(RESUME_ERROR)
+    show_kept_error(RESUME_ERROR)
 
 
 def job_buttons(job, root):

@@ -91,18 +91,6 @@ def notify(key, text):
     st.session_state[key] = text
 
 
-def keep_error(key, error):
-    """Keep an error for the next run, as ``notify`` keeps a message: a button callback runs before the page is drawn
-    and cannot show it itself."""
-    st.session_state[key] = str(error)
-
-
-def show_kept_error(key):
-    """The error ``keep_error`` kept under ``key``, once (``show_error``)."""
-    if key in st.session_state:
-        show_error(st.session_state.pop(key))
-
-
 def show_notice(key):
     """The message ``notify`` kept under ``key``, once: a success box here (put it outside any expander,
     which may come back collapsed) and a toast, which shows wherever the page is scrolled."""
